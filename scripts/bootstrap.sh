@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prepare this machine for `make deploy` / `make test`: a venv from the requirement files and,
+# when running as root on Debian, the system packages that are missing.
+# Usage: scripts/bootstrap.sh deploy|test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+purpose=${1:-deploy}
+venv=${VENV:-.venv}
+
+apt_packages=()
+if [ "$purpose" = test ]; then
+  command -v /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null 2>&1 || apt_packages+=(rabbitmq-server)
+  command -v dockerd >/dev/null 2>&1 || apt_packages+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
+fi
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian packages: ${apt_packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${apt_packages[*]}; install them (needs root on Debian)" >&2
+    exit 1
+  fi
+fi
+
+reqs=requirements.txt
+[ "$purpose" = test ] && reqs=requirements-test.txt
+stamp="$venv/.installed-$purpose"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+# Reinstall only when a requirement file changed since the last install.
+if [ ! -f "$stamp" ] || [ -n "$(find requirements*.txt services/*/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$reqs"
+  touch "$stamp"
+fi
+"$venv/bin/ansible-galaxy" collection install -r requirements.yml >/dev/null
