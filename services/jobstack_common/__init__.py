@@ -1,0 +1,1 @@
+"""Code shared by the jobstack engine and user_interface services."""

@@ -1,0 +1,225 @@
+"""pika's asyncio adapter behind awaitables: one connection, one confirm-mode channel.
+
+The asyncio adapter keeps pika's I/O (and heartbeats) on the event loop, so a job that sleeps with
+`await asyncio.sleep` never blocks the connection, however long it runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import pika
+from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+
+from .config import ServiceSettings
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be reached or the connection was lost."""
+
+
+class TopologyConflict(Exception):
+    """The broker refused a declaration (an existing object has other flags); retrying cannot help."""
+
+
+class PublishFailed(Exception):
+    """A publish was returned as unroutable, nacked by the broker, or lost with the connection."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def connection_parameters(settings: ServiceSettings, connection_name: str) -> pika.ConnectionParameters:
+    ssl_options = None
+    if settings.tls:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        ssl_options = pika.SSLOptions(context, server_hostname=settings.host)
+    return pika.ConnectionParameters(
+        host=settings.host,
+        port=settings.port,
+        virtual_host=settings.vhost,
+        credentials=pika.PlainCredentials(settings.username, settings.password),
+        heartbeat=settings.heartbeat,
+        ssl_options=ssl_options,
+        connection_attempts=1,
+        socket_timeout=5,
+        stack_timeout=15,
+        blocked_connection_timeout=60,
+        client_properties={"connection_name": connection_name},
+    )
+
+
+class Session:
+    """An open connection with one channel in confirm mode."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.connection: AsyncioConnection | None = None
+        self.channel: Channel | None = None
+        self.closed: asyncio.Future[str] = loop.create_future()
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self.closed_error: Exception | None = None
+        self._confirms: dict[int, tuple[asyncio.Future[None], str]] = {}
+        self._returned: dict[str, str] = {}
+        self._next_tag = 1
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    async def open(cls, parameters: pika.ConnectionParameters) -> "Session":
+        session = cls(asyncio.get_running_loop())
+        opened = session._future()
+        session.connection = AsyncioConnection(
+            parameters,
+            on_open_callback=lambda connection: opened.done() or opened.set_result(None),
+            on_open_error_callback=lambda _c, error: session._fail(BrokerUnavailable(_describe(error))),
+            on_close_callback=lambda _c, reason: session._fail(BrokerUnavailable(_describe(reason))),
+            custom_ioloop=session._loop,
+        )
+        await opened
+        channel_opened = session._future()
+        session.connection.channel(on_open_callback=channel_opened.set_result)
+        session.channel = await channel_opened
+        session.channel.add_on_close_callback(session._on_channel_closed)
+        session.channel.add_on_return_callback(session._on_return)
+        confirming = session._future()
+        session.channel.confirm_delivery(session._on_confirm, callback=confirming.set_result)
+        await confirming
+        return session
+
+    def _future(self) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        if self.closed.done():
+            future.set_exception(BrokerUnavailable(self.closed.result()))
+            return future
+        self._waiting.add(future)
+        future.add_done_callback(self._waiting.discard)
+        return future
+
+    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a channel method that takes `callback=` and await that callback."""
+        future = self._future()
+        method(*args, callback=future.set_result, **kwargs)
+        return await future
+
+    # -- topology ----------------------------------------------------------------------------
+    async def declare_exchange(self, name: str, kind: str, durable: bool) -> None:
+        assert self.channel is not None
+        await self.call(self.channel.exchange_declare, exchange=name, exchange_type=kind, durable=durable)
+
+    async def declare_queue(self, name: str, arguments: dict[str, Any] | None = None) -> None:
+        assert self.channel is not None
+        await self.call(self.channel.queue_declare, queue=name, durable=True, arguments=arguments or {})
+
+    async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        assert self.channel is not None
+        await self.call(self.channel.queue_bind, queue=queue, exchange=exchange, routing_key=routing_key)
+
+    # -- publishing with confirms --------------------------------------------------------------
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties
+    ) -> asyncio.Future[None]:
+        """Publish with `mandatory`; the future resolves when the broker confirms it.
+
+        It fails with PublishFailed("unroutable") when no queue took the message, ("nacked") when
+        the broker refused it, and ("connection lost") when the answer can no longer come.
+        properties.message_id must be unique: it is how a returned message is recognised.
+        """
+        future: asyncio.Future[None] = self._loop.create_future()
+        if self.closed.done() or self.channel is None or not self.channel.is_open:
+            future.set_exception(PublishFailed("connection lost"))
+            return future
+        self._confirms[self._next_tag] = (future, properties.message_id)
+        self._next_tag += 1
+        self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+        return future
+
+    def _on_return(self, _channel: Channel, method: Basic.Return, properties: BasicProperties, _body: bytes) -> None:
+        # RabbitMQ sends basic.return before the basic.ack of the same message.
+        if properties.message_id:
+            self._returned[properties.message_id] = method.reply_text
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        acked = isinstance(method, Basic.Ack)
+        if method.multiple:
+            tags = [tag for tag in self._confirms if tag <= method.delivery_tag]
+        else:
+            tags = [method.delivery_tag]
+        for tag in tags:
+            future, message_id = self._confirms.pop(tag, (None, ""))
+            if future is None or future.done():
+                continue
+            returned = self._returned.pop(message_id, None) if self._returned else None
+            if returned is not None:
+                future.set_exception(PublishFailed(f"unroutable ({returned})"))
+            elif not acked:
+                future.set_exception(PublishFailed("nacked by the broker"))
+            else:
+                future.set_result(None)
+
+    # -- consuming -----------------------------------------------------------------------------
+    async def consume(
+        self,
+        queue: str,
+        on_message: Callable[[Channel, Basic.Deliver, BasicProperties, bytes], None],
+        prefetch: int,
+        exclusive: bool = False,
+    ) -> str:
+        assert self.channel is not None
+        await self.call(self.channel.basic_qos, prefetch_count=prefetch)
+        consume_ok = self._future()
+        tag = self.channel.basic_consume(
+            queue, on_message, auto_ack=False, exclusive=exclusive, callback=consume_ok.set_result
+        )
+        await consume_ok
+        return tag
+
+    async def cancel(self, consumer_tag: str) -> None:
+        if self.channel is not None and self.channel.is_open:
+            await self.call(self.channel.basic_cancel, consumer_tag)
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> bool:
+        if self.channel is None or not self.channel.is_open:
+            return False
+        self.channel.basic_ack(delivery_tag, multiple=multiple)
+        return True
+
+    # -- closing -------------------------------------------------------------------------------
+    def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
+        code = getattr(reason, "reply_code", 0)
+        if code in (405, 406):
+            self._fail(TopologyConflict(_describe(reason)))
+        else:
+            self._fail(BrokerUnavailable(_describe(reason)))
+        if self.connection is not None and self.connection.is_open:
+            self.connection.close()
+
+    def _fail(self, error: Exception) -> None:
+        if not self.closed.done():
+            self.closed.set_result(str(error))
+            self.closed_error = error
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(error)
+        pending, self._confirms = self._confirms, {}
+        for future, _message_id in pending.values():
+            if not future.done():
+                future.set_exception(PublishFailed("connection lost"))
+
+    async def close(self) -> None:
+        if self.connection is not None and not (self.connection.is_closed or self.connection.is_closing):
+            self.connection.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), timeout=5)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _describe(error: Any) -> str:
+    text = str(error) or type(error).__name__
+    return text.replace("\n", " ")
