@@ -68,6 +68,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._connected = asyncio.Event()
         self._ack_pending: tuple[Session, int] | None = None
         self._submitted = Counter("jobstack_ui_jobs_submitted", "Jobs confirmed by the broker")
+        self._foreign = Counter(
+            "jobstack_ui_results_foreign", "Results for jobs this instance does not know (another's, or expired)"
+        )
         self._completed = Counter("jobstack_ui_jobs_completed", "Results received, by status", ["status"])
         self._latency = Histogram(
             "jobstack_ui_result_latency_seconds",
@@ -115,8 +118,11 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             log.warning("ignoring a result that is not ours to read", extra={"body": body[:200].decode("utf-8", "replace")})
             return
         record = self._jobs.get(job_id)
-        if record is None or record.done.done():
-            return  # another instance's job, an expired record, or a duplicate after a redelivery
+        if record is None:
+            self._foreign.inc()
+            return
+        if record.done.done():
+            return  # a duplicate: the engine side is at-least-once
         record.done.set_result(result)
         status = str(result.get("status", "unknown"))
         self._completed.labels(status).inc()

@@ -1,0 +1,101 @@
+"""Configuration: config.ini keys, environment overrides, AMQP_URL, and errors that name the culprit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .processes import ROOT
+from .rabbitmq import free_port
+
+sys.path.insert(0, str(ROOT / "services"))
+sys.path.insert(0, str(ROOT / "services" / "engine"))
+
+from engine import EngineSettings  # noqa: E402
+from jobstack_common.config import ConfigError, load_settings  # noqa: E402
+
+
+def write_ini(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.ini"
+    path.write_text(text)
+    return path
+
+
+def test_original_config_ini_keys_are_read_case_insensitively(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\nHOST = broker.example\nPORT = 5673\n")
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ={})
+    assert (settings.host, settings.port) == ("broker.example", 5673)
+
+
+def test_environment_overrides_file_and_amqp_url_overrides_both(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\nHOST = a\nPORT = 1\nprefetch = 3\n")
+    environ = {"ENGINE_HOST": "b", "ENGINE_PREFETCH": "7", "AMQP_URL": "amqps://u%40x:p%2Fw@c:5999/v%2Fh"}
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert (settings.host, settings.port, settings.tls) == ("c", 5999, True)
+    assert (settings.username, settings.password, settings.vhost) == ("u@x", "p/w", "v/h")
+    assert settings.prefetch == 7
+
+
+def test_operator_connection_string_means_default_vhost(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\n")
+    url = "amqp://default_user_x:secret@jobstack.jobstack.svc:5672/"
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ={"AMQP_URL": url})
+    assert (settings.host, settings.vhost, settings.port) == ("jobstack.jobstack.svc", "/", 5672)
+
+
+@pytest.mark.parametrize(
+    ("ini", "environ", "expected"),
+    [
+        ("[engine]\nPORT = five\n", {}, "key 'port' in [engine] must be an int"),
+        ("[engine]\nprefetch = 0\n", {}, "key 'prefetch' in [engine] must be >= 1"),
+        ("[engine]\nprefech = 10\n", {}, "unknown key 'prefech' in [engine]"),
+        ("[engine]\nlog_format = xml\n", {}, "must be one of json, text"),
+        ("[engin]\nHOST = x\n", {}, "has no [engine] section"),
+        ("HOST = x\n", {}, "is not valid INI"),
+        ("[engine]\n", {"ENGINE_HTTP_PORT": "http"}, "environment variable ENGINE_HTTP_PORT must be an int"),
+        ("[engine]\n", {"AMQP_URL": "http://x"}, "AMQP_URL must look like amqp"),
+    ],
+)
+def test_invalid_settings_are_refused_naming_the_key(tmp_path: Path, ini: str, environ: dict[str, str], expected: str) -> None:
+    path = write_ini(tmp_path, ini)
+    with pytest.raises(ConfigError, match=None) as caught:
+        load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert expected in str(caught.value)
+
+
+def run_service(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    script = ROOT / "services" / name / f"{name}.py"
+    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=environ, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["engine", "user_interface"])
+def test_missing_config_file_exits_2_with_one_line(name: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.ini"
+    result = run_service(name, "--config", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{name}: configuration error: config file {missing} does not exist"
+
+
+@pytest.mark.parametrize("name", ["engine", "user_interface"])
+def test_bad_value_in_config_exits_2_naming_file_and_key(name: str, tmp_path: Path) -> None:
+    section = "engine" if name == "engine" else "user-interface"
+    path = write_ini(tmp_path, f"[{section}]\nHOST = localhost\nPORT = not-a-port\n")
+    result = run_service(name, "--config", str(path))
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "'port'" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["engine", "user_interface"])
+def test_unreachable_broker_exits_1_naming_host_after_retry_budget(name: str) -> None:
+    prefix = name.upper()
+    port = free_port()  # nothing listens there
+    env = {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(port), f"{prefix}_CONNECT_TIMEOUT": "2",
+           f"{prefix}_HTTP_PORT": "0", f"{prefix}_LOG_LEVEL": "error"}
+    result = run_service(name, env=env)
+    assert result.returncode == 1
+    assert f"cannot connect to RabbitMQ at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
