@@ -66,6 +66,7 @@ def job_id_of(body: bytes) -> str | None:
 
 class Engine(BrokerService[EngineSettings]):
     name = "engine"
+    metrics_prefix = "jobstack_engine"
 
     def __init__(self, settings: EngineSettings) -> None:
         super().__init__(settings)
@@ -132,6 +133,7 @@ class Engine(BrokerService[EngineSettings]):
         except InvalidJob as refusal:
             await self._refuse(session, method, properties, body, refusal, started_at)
             return
+        log.debug("job started", extra={"job_id": job.job_id, "value": job.value, "attempt": attempt})
         try:
             await self._run(job)
             status, error = "succeeded", None

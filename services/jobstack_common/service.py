@@ -43,6 +43,7 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
     """A service with one broker session that it re-establishes until it is told to stop."""
 
     name: str = ""
+    metrics_prefix: str = ""
 
     def __init__(self, settings: SettingsT) -> None:
         self.settings = settings
@@ -50,7 +51,7 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         self._stopping = asyncio.Event()
         self._http: web.AppRunner | None = None
         self.http_port = 0
-        prefix = f"jobstack_{self.name}"
+        prefix = self.metrics_prefix
         self._connected_gauge = Gauge(f"{prefix}_broker_connected", "1 while connected to RabbitMQ")
         self._reconnects = Counter(f"{prefix}_broker_reconnects", "Connections re-established after a loss")
 

@@ -60,6 +60,7 @@ class JobRecord:
 
 class UserInterface(BrokerService[UserInterfaceSettings]):
     name = "user_interface"
+    metrics_prefix = "jobstack_ui"
 
     def __init__(self, settings: UserInterfaceSettings) -> None:
         super().__init__(settings)
