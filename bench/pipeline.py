@@ -1,0 +1,81 @@
+"""End-to-end benchmark: trivial jobs (value 0) through the user_interface's submit path and one engine.
+
+    AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ N=5000 python bench/pipeline.py            # throughput
+    AMQP_URL=... python bench/pipeline.py --rate 500 --seconds 10                           # latency at 500 jobs/s
+
+Without AMQP_URL it starts a private Debian rabbitmq-server (as the tests do). Semantics are the
+production ones: persistent messages, publisher confirms on both sides, manual acks, quorum queue.
+Prints one JSON line per run: {"name", "n", "seconds", "jobs_per_s", "p50_ms", "p99_ms"}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.services.rabbitmq import Broker, free_port  # noqa: E402
+
+
+def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> dict[str, Any]:
+    quiet = {"AMQP_URL": amqp_url}
+    engine_env = {**os.environ, **quiet, "ENGINE_HTTP_PORT": str(free_port()), "ENGINE_LOG_LEVEL": "warning",
+                  "ENGINE_PREFETCH": str(max(window, 1))}
+    ui_env = {**os.environ, **quiet, "USER_INTERFACE_HTTP_PORT": str(free_port()), "USER_INTERFACE_LOG_LEVEL": "warning",
+              "USER_INTERFACE_MODE": "loop", "USER_INTERFACE_LOOP_COUNT": str(n),
+              "USER_INTERFACE_LOOP_CONCURRENCY": str(window), "USER_INTERFACE_LOOP_INTERVAL": "0",
+              "USER_INTERFACE_LOOP_RATE": str(rate), "USER_INTERFACE_LOOP_MIN_VALUE": "0",
+              "USER_INTERFACE_LOOP_MAX_VALUE": "0"}
+    engine = subprocess.Popen([sys.executable, str(ROOT / "services/engine/engine.py")], env=engine_env)
+    try:
+        ui = subprocess.run([sys.executable, str(ROOT / "services/user_interface/user_interface.py")], env=ui_env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        engine.terminate()
+        engine.wait(timeout=60)
+    summaries = [json.loads(line)["summary"] for line in ui.stdout.splitlines() if line.startswith('{"summary"')]
+    if ui.returncode != 0 or not summaries:
+        raise SystemExit(f"bench: user_interface failed (exit {ui.returncode}): {ui.stderr.strip()[-500:]}")
+    summary = summaries[0]
+    if summary["failed"]:
+        raise SystemExit(f"bench: {summary['failed']} of {n} jobs failed")
+    return {"name": name, "n": summary["completed"], "seconds": summary["seconds"],
+            "jobs_per_s": summary["jobs_per_s"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=0, help="offered jobs/s (latency mode); 0 = as fast as possible")
+    parser.add_argument("--seconds", type=float, default=10, help="duration of the latency mode")
+    parser.add_argument("--window", type=int, default=int(os.environ.get("WINDOW", "200")),
+                        help="jobs in flight in throughput mode (default 200)")
+    arguments = parser.parse_args()
+    n = int(os.environ.get("N", "5000"))
+    broker = None
+    amqp_url = os.environ.get("AMQP_URL")
+    if not amqp_url:
+        broker = Broker(Path(tempfile.mkdtemp(prefix="jobstack-bench-")))
+        broker.start()
+        amqp_url = broker.url()
+    try:
+        if arguments.rate:
+            count = int(arguments.rate * arguments.seconds)
+            # Open loop: a job every 1/rate s whatever the latency; the window only caps memory.
+            result = run_pipeline(amqp_url, f"latency@{arguments.rate:g}/s", count, 10000, arguments.rate)
+        else:
+            result = run_pipeline(amqp_url, "throughput", n, arguments.window, 0)
+        print(json.dumps(result), flush=True)
+    finally:
+        if broker is not None:
+            broker.cleanup()
+
+
+if __name__ == "__main__":
+    main()
