@@ -6,7 +6,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 
-.PHONY: deploy test bootstrap-test lint test-services test-ansible \
+.PHONY: deploy test bootstrap-test lint lint-python test-services test-ansible \
         test-molecule-default test-molecule-docker test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
@@ -15,13 +15,17 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint test-services test-ansible test-molecule-default test-molecule-docker test-minikube
+test: bootstrap-test lint lint-python test-services test-ansible test-molecule-default test-molecule-docker test-minikube
 
 bootstrap-test:
 	scripts/bootstrap.sh test
 
 lint:
 	@echo "lint: filled in by the Ansible work"
+
+lint-python:
+	$(BIN)/ruff check services bench tests tools
+	$(BIN)/mypy --ignore-missing-imports services/jobstack_common services/engine/engine.py services/user_interface/user_interface.py
 
 test-services:
 	$(PYTEST) tests/services

@@ -7,6 +7,7 @@ Without AMQP_URL it starts a private Debian rabbitmq-server (as the tests do). S
 production ones: persistent messages, publisher confirms on both sides, manual acks, quorum queue.
 Prints one JSON line per run: {"name", "n", "seconds", "jobs_per_s", "p50_ms", "p99_ms"}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,41 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services.rabbitmq import Broker, free_port  # noqa: E402
+from tests.services.rabbitmq import Broker, free_port
 
 
 def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> dict[str, Any]:
     quiet = {"AMQP_URL": amqp_url}
-    engine_env = {**os.environ, **quiet, "ENGINE_HTTP_PORT": str(free_port()), "ENGINE_LOG_LEVEL": "warning",
-                  "ENGINE_PREFETCH": str(max(window, 1))}
-    ui_env = {**os.environ, **quiet, "USER_INTERFACE_HTTP_PORT": str(free_port()), "USER_INTERFACE_LOG_LEVEL": "warning",
-              "USER_INTERFACE_MODE": "loop", "USER_INTERFACE_LOOP_COUNT": str(n),
-              "USER_INTERFACE_LOOP_CONCURRENCY": str(window), "USER_INTERFACE_LOOP_INTERVAL": "0",
-              "USER_INTERFACE_LOOP_RATE": str(rate), "USER_INTERFACE_LOOP_MIN_VALUE": "0",
-              "USER_INTERFACE_LOOP_MAX_VALUE": "0"}
+    engine_env = {
+        **os.environ,
+        **quiet,
+        "ENGINE_HTTP_PORT": str(free_port()),
+        "ENGINE_LOG_LEVEL": "warning",
+        "ENGINE_PREFETCH": str(max(window, 1)),
+    }
+    ui_env = {
+        **os.environ,
+        **quiet,
+        "USER_INTERFACE_HTTP_PORT": str(free_port()),
+        "USER_INTERFACE_LOG_LEVEL": "warning",
+        "USER_INTERFACE_MODE": "loop",
+        "USER_INTERFACE_LOOP_COUNT": str(n),
+        "USER_INTERFACE_LOOP_CONCURRENCY": str(window),
+        "USER_INTERFACE_LOOP_INTERVAL": "0",
+        "USER_INTERFACE_LOOP_RATE": str(rate),
+        "USER_INTERFACE_LOOP_MIN_VALUE": "0",
+        "USER_INTERFACE_LOOP_MAX_VALUE": "0",
+    }
     engine = subprocess.Popen([sys.executable, str(ROOT / "services/engine/engine.py")], env=engine_env)
     try:
-        ui = subprocess.run([sys.executable, str(ROOT / "services/user_interface/user_interface.py")], env=ui_env,
-                            capture_output=True, text=True, timeout=600, check=False)
+        ui = subprocess.run(
+            [sys.executable, str(ROOT / "services/user_interface/user_interface.py")],
+            env=ui_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     finally:
         engine.terminate()
         engine.wait(timeout=60)
@@ -46,16 +66,26 @@ def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> 
     summary = summaries[0]
     if summary["failed"]:
         raise SystemExit(f"bench: {summary['failed']} of {n} jobs failed")
-    return {"name": name, "n": summary["completed"], "seconds": summary["seconds"],
-            "jobs_per_s": summary["jobs_per_s"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"]}
+    return {
+        "name": name,
+        "n": summary["completed"],
+        "seconds": summary["seconds"],
+        "jobs_per_s": summary["jobs_per_s"],
+        "p50_ms": summary["p50_ms"],
+        "p99_ms": summary["p99_ms"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=0, help="offered jobs/s (latency mode); 0 = as fast as possible")
     parser.add_argument("--seconds", type=float, default=10, help="duration of the latency mode")
-    parser.add_argument("--window", type=int, default=int(os.environ.get("WINDOW", "200")),
-                        help="jobs in flight in throughput mode (default 200)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=int(os.environ.get("WINDOW", "200")),
+        help="jobs in flight in throughput mode (default 200)",
+    )
     arguments = parser.parse_args()
     n = int(os.environ.get("N", "5000"))
     broker = None

@@ -1,10 +1,12 @@
 """jobstack engine: takes jobs from the shared queue, runs them, publishes a result, then acks.
 
-    python services/engine/engine.py [--config PATH]
+python services/engine/engine.py [--config PATH]
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -16,12 +18,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the shared package beside us
 
-from pika.spec import Basic, BasicProperties  # noqa: E402
-from prometheus_client import Counter, Histogram  # noqa: E402
-
-from jobstack_common.amqp import PublishFailed, Session  # noqa: E402
-from jobstack_common.config import ServiceSettings, setting  # noqa: E402
-from jobstack_common.protocol import (  # noqa: E402
+from jobstack_common.amqp import BrokerUnavailable, PublishFailed, Session, TopologyConflict
+from jobstack_common.config import ServiceSettings, setting
+from jobstack_common.protocol import (
     EXCHANGE,
     REASON_HEADER,
     RESULT_KEY,
@@ -31,8 +30,10 @@ from jobstack_common.protocol import (  # noqa: E402
     result_body,
     utc_now,
 )
-from jobstack_common.service import BrokerService, run_service  # noqa: E402
-from jobstack_common.topology import declare_dead_letters, declare_jobs  # noqa: E402
+from jobstack_common.service import BrokerService, run_service
+from jobstack_common.topology import declare_dead_letters, declare_jobs
+from pika.spec import Basic, BasicProperties
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("jobstack.engine")
 
@@ -103,10 +104,9 @@ class Engine(BrokerService[EngineSettings]):
 
     async def drain(self, session: Session) -> None:
         if self._consumer_tag is not None:
-            try:
+            # The connection may be going away anyway; then there is nothing to cancel.
+            with contextlib.suppress(BrokerUnavailable, TopologyConflict):
                 await session.cancel(self._consumer_tag)
-            except Exception:  # noqa: BLE001 - the connection may be going away anyway
-                pass
         if self._in_flight:
             log.info("finishing jobs in hand", extra={"jobs": len(self._in_flight)})
             _done, unfinished = await asyncio.wait(set(self._in_flight), timeout=self.settings.shutdown_grace_seconds)
@@ -172,7 +172,9 @@ class Engine(BrokerService[EngineSettings]):
             await self._dead_letter(session, properties, body, refusal.reason, kind)
             if refusal.job_id:
                 try:
-                    await self._publish_result(session, refusal.job_id, "rejected", started_at, properties, refusal.reason)
+                    await self._publish_result(
+                        session, refusal.job_id, "rejected", started_at, properties, refusal.reason
+                    )
                 except PublishFailed as failure:
                     if not failure.reason.startswith("unroutable"):
                         raise

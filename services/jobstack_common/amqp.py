@@ -3,9 +3,11 @@
 The asyncio adapter keeps pika's I/O (and heartbeats) on the event loop, so a job that sleeps with
 `await asyncio.sleep` never blocks the connection, however long it runs.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -70,12 +72,12 @@ class Session:
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    async def open(cls, parameters: pika.ConnectionParameters) -> "Session":
+    async def open(cls, parameters: pika.ConnectionParameters) -> Session:
         session = cls(asyncio.get_running_loop())
         opened = session._future()
         session.connection = AsyncioConnection(
             parameters,
-            on_open_callback=lambda connection: opened.done() or opened.set_result(None),
+            on_open_callback=lambda _connection: opened.set_result(None),
             on_open_error_callback=lambda _c, error: session._fail(BrokerUnavailable(_describe(error))),
             on_close_callback=lambda _c, reason: session._fail(BrokerUnavailable(_describe(reason))),
             custom_ioloop=session._loop,
@@ -214,10 +216,8 @@ class Session:
     async def close(self) -> None:
         if self.connection is not None and not (self.connection.is_closed or self.connection.is_closing):
             self.connection.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout=5)
-        except asyncio.TimeoutError:
-            pass
 
 
 def _describe(error: Any) -> str:

@@ -3,6 +3,7 @@
 Every problem is raised as ConfigError with one sentence that names the file, key or variable,
 so the service can print it on one line and exit without a traceback.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -31,7 +32,7 @@ class ServiceSettings:
     host: str = "localhost"
     port: int = setting(5672, minimum=1)
     username: str = "guest"
-    password: str = "guest"
+    password: str = "guest"  # noqa: S105 - RabbitMQ's own default account, loopback-only there
     vhost: str = "/"
     tls: bool = False
     tls_ca_file: str = ""
@@ -110,7 +111,9 @@ def _amqp_url_values(url: str) -> dict[str, Any]:
     """Host, port, credentials, vhost and TLS from an amqp:// or amqps:// URL."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError(f"AMQP_URL must look like amqp[s]://user:password@host:port/vhost, got scheme {parts.scheme!r}")
+        raise ConfigError(
+            f"AMQP_URL must look like amqp[s]://user:password@host:port/vhost, got scheme {parts.scheme!r}"
+        )
     try:
         port = parts.port
     except ValueError:

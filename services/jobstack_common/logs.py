@@ -1,4 +1,5 @@
 """Logging: one JSON object per line (default) or plain text, with job_id where there is one."""
+
 from __future__ import annotations
 
 import json

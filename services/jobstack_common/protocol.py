@@ -4,12 +4,13 @@ A job:    {"job_id": "<uuid4>", "job_payload": {"type": "integer", "value": <int
 A result: {"job_id", "status": "succeeded"|"failed"|"rejected", "engine", "started_at",
            "finished_at", "error"?}
 """
+
 from __future__ import annotations
 
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 EXCHANGE = "job-exchange"
@@ -86,7 +87,7 @@ def new_job(payload: dict[str, Any]) -> tuple[str, bytes]:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def result_body(job_id: str, status: str, engine: str, started_at: str, error: str | None = None) -> bytes:

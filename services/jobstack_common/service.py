@@ -1,9 +1,11 @@
 """What both services share: the broker connection loop, the HTTP server and the process life cycle."""
+
 from __future__ import annotations
 
 import abc
 import argparse
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -111,7 +113,9 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
                 session = await Session.open(parameters)
                 await self.on_connected(session)
             except TopologyConflict as error:
-                raise StartupFailed(f"RabbitMQ at {settings.host}:{settings.port} refused our topology: {error}") from None
+                raise StartupFailed(
+                    f"RabbitMQ at {settings.host}:{settings.port} refused our topology: {error}"
+                ) from None
             except (BrokerUnavailable, PublishFailed, OSError) as error:
                 if session is not None:
                     await session.close()
@@ -144,17 +148,15 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
     async def _wait_for_close_or_stop(self, session: Session) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait([session.closed, stop], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({session.closed, stop}, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         finally:
             stop.cancel()
         if self._stopping.is_set():
             await session.close()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
 
     # -- HTTP ------------------------------------------------------------------------------------
     async def _start_http(self) -> None:
@@ -173,7 +175,9 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         try:
             await site.start()
         except OSError as error:
-            raise StartupFailed(f"cannot listen on {self.settings.http_address}:{self.settings.http_port}: {error.strerror}") from None
+            raise StartupFailed(
+                f"cannot listen on {self.settings.http_address}:{self.settings.http_port}: {error.strerror}"
+            ) from None
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("http server listening", extra={"http_port": self.http_port})
 
@@ -200,7 +204,9 @@ def run_service(
     """Parse arguments, load settings, run until SIGTERM; the process exit code."""
     name = env_prefix.lower()
     parser = argparse.ArgumentParser(prog=name, description=f"jobstack {name}")
-    parser.add_argument("--config", type=Path, default=default_config, help=f"config.ini path (default {default_config})")
+    parser.add_argument(
+        "--config", type=Path, default=default_config, help=f"config.ini path (default {default_config})"
+    )
     arguments = parser.parse_args(argv)
     try:
         settings = load_settings(settings_class, arguments.config, section, env_prefix)

@@ -1,4 +1,5 @@
 """Exchanges and queues, declared by the services on every (re)connect so they survive broker restarts."""
+
 from __future__ import annotations
 
 from .amqp import Session

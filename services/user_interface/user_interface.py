@@ -1,7 +1,8 @@
 """jobstack user_interface: submits jobs (HTTP API or the original loop) and routes results back.
 
-    python services/user_interface/user_interface.py [--config PATH]
+python services/user_interface/user_interface.py [--config PATH]
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,15 +18,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the shared package beside us
 
-from aiohttp import web  # noqa: E402
-from pika.spec import Basic, BasicProperties  # noqa: E402
-from prometheus_client import Counter, Histogram  # noqa: E402
-
-from jobstack_common.amqp import PublishFailed, Session  # noqa: E402
-from jobstack_common.config import ServiceSettings, setting  # noqa: E402
-from jobstack_common.protocol import EXCHANGE, JOB_KEY, InvalidJob, new_job, validate_payload  # noqa: E402
-from jobstack_common.service import BrokerService, run_service  # noqa: E402
-from jobstack_common.topology import declare_jobs  # noqa: E402
+from aiohttp import web
+from jobstack_common.amqp import PublishFailed, Session
+from jobstack_common.config import ServiceSettings, setting
+from jobstack_common.protocol import EXCHANGE, JOB_KEY, InvalidJob, new_job, validate_payload
+from jobstack_common.service import BrokerService, run_service
+from jobstack_common.topology import declare_jobs
+from pika.spec import Basic, BasicProperties
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("jobstack.user_interface")
 
@@ -116,7 +116,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             result = json.loads(body)
             job_id = properties.correlation_id or result["job_id"]
         except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a result that is not ours to read", extra={"body": body[:200].decode("utf-8", "replace")})
+            log.warning(
+                "ignoring a result that is not ours to read", extra={"body": body[:200].decode("utf-8", "replace")}
+            )
             return
         record = self._jobs.get(job_id)
         if record is None:
@@ -162,7 +164,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
     async def _session_before(self, deadline: float) -> Session:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout=max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SubmitFailed(f"not connected to RabbitMQ at {self.settings.host}:{self.settings.port}") from None
         assert self.session is not None
         return self.session
@@ -222,10 +224,12 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             nonlocal failures
             async with slots:
                 try:
-                    record = await self.submit({"type": "integer", "value": random.randint(s.loop_min_value, s.loop_max_value)})
+                    record = await self.submit(
+                        {"type": "integer", "value": random.randint(s.loop_min_value, s.loop_max_value)}
+                    )
                     await asyncio.wait_for(asyncio.shield(record.done), timeout=s.result_timeout)
                     latencies.append(time.monotonic() - record.submitted)
-                except (SubmitFailed, asyncio.TimeoutError) as error:
+                except (TimeoutError, SubmitFailed) as error:
                     failures += 1
                     log.warning("loop job failed", extra={"index": index, "error": str(error) or "result timeout"})
                 if s.loop_interval and not s.loop_rate:

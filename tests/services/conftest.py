@@ -1,4 +1,5 @@
 """Fixtures: a real RabbitMQ (private node, or RABBITMQ_URL + RABBITMQ_MANAGEMENT_URL), a fresh vhost per test."""
+
 from __future__ import annotations
 
 import itertools

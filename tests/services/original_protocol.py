@@ -3,6 +3,7 @@
 The originals declare `job-exchange` as a direct, non-durable exchange, publish jobs with routing
 key `job` and no properties, and each binds an exclusive, broker-named queue to the key it reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def publish_job(channel: Any, value: int, job_id: str | None = None) -> str:
 
 
 def publish_raw(channel: Any, body: bytes, routing_key: str = "job") -> None:
-    channel.basic_publish(exchange="job-exchange", routing_key=routing_key, body=body, properties=pika.BasicProperties())
+    channel.basic_publish(
+        exchange="job-exchange", routing_key=routing_key, body=body, properties=pika.BasicProperties()
+    )
 
 
 def collect(channel: Any, queue: str, count: int, timeout: float = 30) -> list[tuple[Any, bytes]]:

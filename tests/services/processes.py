@@ -1,4 +1,5 @@
 """The services as real processes, the way they run in a container: `python services/<name>/<name>.py`."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ class Service:
         self.log_path = log_dir / f"{name}-{self.http_port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait_ready: bool = True) -> "Service":
+    def start(self, wait_ready: bool = True) -> Service:
         script = ROOT / "services" / self.name / f"{self.name}.py"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, str(script)], env=self.env, stdout=log, stderr=log)

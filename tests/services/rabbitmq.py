@@ -1,4 +1,5 @@
 """A private RabbitMQ node for tests: Debian's rabbitmq-server on loopback, free ports, a temp dir."""
+
 from __future__ import annotations
 
 import base64
@@ -56,8 +57,10 @@ class Broker:
         return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/{'%2F' if vhost == '/' else vhost}"
 
     def start(self, timeout: float = 60) -> None:
-        log = open(self.base / "server.out", "ab")
-        self.process = subprocess.Popen([SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.base / "server.out", "ab") as log:
+            self.process = subprocess.Popen(
+                [SERVER], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -125,7 +128,9 @@ def add_vhost(base_url: str, user: str, password: str, name: str) -> None:
     management_api(base_url, user, password, "PUT", f"/api/permissions/{name}/{user}", permissions)
 
 
-def management_api(base_url: str, user: str, password: str, method: str, path: str, body: object | None = None) -> object:
+def management_api(
+    base_url: str, user: str, password: str, method: str, path: str, body: object | None = None
+) -> object:
     request = urllib.request.Request(
         f"{base_url}{path}",
         method=method,

@@ -1,4 +1,5 @@
 """Configuration: config.ini keys, environment overrides, AMQP_URL, and errors that name the culprit."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +14,8 @@ from .rabbitmq import free_port
 sys.path.insert(0, str(ROOT / "services"))
 sys.path.insert(0, str(ROOT / "services" / "engine"))
 
-from engine import EngineSettings  # noqa: E402
-from jobstack_common.config import ConfigError, load_settings  # noqa: E402
+from engine import EngineSettings
+from jobstack_common.config import ConfigError, load_settings
 
 
 def write_ini(tmp_path: Path, text: str) -> Path:
@@ -58,7 +59,9 @@ def test_operator_connection_string_means_default_vhost(tmp_path: Path) -> None:
         ("[engine]\n", {"AMQP_URL": "http://x"}, "AMQP_URL must look like amqp"),
     ],
 )
-def test_invalid_settings_are_refused_naming_the_key(tmp_path: Path, ini: str, environ: dict[str, str], expected: str) -> None:
+def test_invalid_settings_are_refused_naming_the_key(
+    tmp_path: Path, ini: str, environ: dict[str, str], expected: str
+) -> None:
     path = write_ini(tmp_path, ini)
     with pytest.raises(ConfigError, match=None) as caught:
         load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
@@ -93,8 +96,13 @@ def test_bad_value_in_config_exits_2_naming_file_and_key(name: str, tmp_path: Pa
 def test_unreachable_broker_exits_1_naming_host_after_retry_budget(name: str) -> None:
     prefix = name.upper()
     port = free_port()  # nothing listens there
-    env = {f"{prefix}_HOST": "127.0.0.1", f"{prefix}_PORT": str(port), f"{prefix}_CONNECT_TIMEOUT": "2",
-           f"{prefix}_HTTP_PORT": "0", f"{prefix}_LOG_LEVEL": "error"}
+    env = {
+        f"{prefix}_HOST": "127.0.0.1",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_CONNECT_TIMEOUT": "2",
+        f"{prefix}_HTTP_PORT": "0",
+        f"{prefix}_LOG_LEVEL": "error",
+    }
     result = run_service(name, env=env)
     assert result.returncode == 1
     assert f"cannot connect to RabbitMQ at 127.0.0.1:{port}" in result.stderr

@@ -1,11 +1,13 @@
 """Failures: a killed engine, a restarted broker, a crash-looping job, SIGTERM, long jobs."""
+
 from __future__ import annotations
 
 import json
 import signal
 import time
 import urllib.error
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import original_protocol as original
 from .processes import Service, wait_for
@@ -24,7 +26,9 @@ def test_job_of_a_killed_engine_completes_on_another(amqp_url: str, services: Ca
     assert (result["status"], result["engine"]) == ("succeeded", "survivor")
 
 
-def test_broker_restart_in_the_middle_of_200_jobs_loses_none(own_broker: Broker, services: Callable[..., Service]) -> None:
+def test_broker_restart_in_the_middle_of_200_jobs_loses_none(
+    own_broker: Broker, services: Callable[..., Service]
+) -> None:
     url = own_broker.url()
     engine = services("engine", url, prefetch=20)
     ui = services("user_interface", url, submit_timeout=30)
@@ -56,7 +60,9 @@ def test_broker_restart_in_the_middle_of_200_jobs_loses_none(own_broker: Broker,
     assert ui.metric("jobstack_ui_broker_reconnects_total") >= 1
 
 
-def test_a_job_that_keeps_crashing_engines_is_dead_lettered(amqp_url: str, services: Callable[..., Service], channel: Any) -> None:
+def test_a_job_that_keeps_crashing_engines_is_dead_lettered(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
     results = original.bind_exclusive_queue(channel, "result")
     max_deliveries = 2
     engine = services("engine", amqp_url, max_deliveries=max_deliveries)  # declares the jobs queue
@@ -84,7 +90,9 @@ def test_sigterm_finishes_the_job_in_hand_and_exits_0(amqp_url: str, services: C
     assert result_of(ui, job_id, timeout=5)["status"] == "succeeded"
 
 
-def test_sigterm_past_the_grace_period_returns_the_job_to_the_queue(amqp_url: str, services: Callable[..., Service]) -> None:
+def test_sigterm_past_the_grace_period_returns_the_job_to_the_queue(
+    amqp_url: str, services: Callable[..., Service]
+) -> None:
     engine = services("engine", amqp_url, shutdown_grace_seconds=1)
     ui = services("user_interface", amqp_url)
     job_id = submit(ui, 4)

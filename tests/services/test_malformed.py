@@ -1,9 +1,11 @@
 """Malformed jobs end in the dead-letter queue with the reason; the engine keeps serving."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import original_protocol as original
 from .processes import Service
@@ -19,7 +21,10 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "not json": (b"job complete", "body is not JSON"),
     "not utf-8": (b'{"job_id": "\xff\xfe"}', "body is not UTF-8"),
     "not an object": (b"[1, 2, 3]", "body must be a JSON object"),
-    "missing job_id": (json.dumps({"job_payload": {"type": "integer", "value": 1}}).encode(), "job_id must be a non-empty string"),
+    "missing job_id": (
+        json.dumps({"job_payload": {"type": "integer", "value": 1}}).encode(),
+        "job_id must be a non-empty string",
+    ),
     "job_id not a uuid": (job({"type": "integer", "value": 1}, "42"), "job_id must be a UUID"),
     "missing payload": (json.dumps({"job_id": JOB_ID}).encode(), "job_payload must be an object"),
     "unknown type": (job({"type": "float", "value": 1}), "job_payload.type must be one of integer"),
@@ -42,7 +47,7 @@ def test_every_kind_of_malformed_job_is_dead_lettered_with_its_reason(
     dead = original.collect(channel, "jobstack.jobs.dead", len(MALFORMED), timeout=30)
     reasons = [properties.headers["x-jobstack-reason"] for properties, _body in dead]
     assert len(dead) == len(MALFORMED)
-    for kind, (body, reason) in MALFORMED.items():
+    for kind, (_body, reason) in MALFORMED.items():
         assert any(reason in text for text in reasons), f"{kind}: no dead letter says {reason!r}: {reasons}"
     assert sorted(body for _p, body in dead) == sorted(body for body, _r in MALFORMED.values())  # bodies kept intact
 

@@ -1,15 +1,19 @@
 """The original services' wire protocol still works against the new ones (plain pika clients)."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import original_protocol as original
 from .processes import Service, wait_for
 
 
-def test_original_ui_gets_a_json_result_from_the_new_engine(amqp_url: str, services: Callable[..., Service], channel: Any) -> None:
+def test_original_ui_gets_a_json_result_from_the_new_engine(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
     services("engine", amqp_url)
     results = original.bind_exclusive_queue(channel, "result")  # declaring job-exchange the old way works
     job_id = original.publish_job(channel, value=0)
@@ -32,7 +36,9 @@ def test_original_engine_beside_the_new_stack_leaves_new_jobs_intact(
     assert json.loads(job)["job_payload"] == {"type": "integer", "value": 0}
 
 
-def test_result_without_reply_to_goes_to_result_key_only(amqp_url: str, services: Callable[..., Service], channel: Any) -> None:
+def test_result_without_reply_to_goes_to_result_key_only(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
     engine = services("engine", amqp_url)
     results = original.bind_exclusive_queue(channel, "result")
     job_id = str(uuid.uuid4())

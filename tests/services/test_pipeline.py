@@ -1,9 +1,11 @@
 """Jobs flow through both services; work is shared; results reach the instance that asked."""
+
 from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pika
 
@@ -62,7 +64,9 @@ def test_three_engines_share_the_work_and_each_job_runs_once(
     job_ids = [submit(ui, 1) for _ in range(9)]
     for job_id in job_ids:
         assert result_of(ui, job_id)["status"] == "succeeded"
-    results = [json.loads(body) for _props, body in original.collect(channel, results_queue, len(job_ids) + 5, timeout=3)]
+    results = [
+        json.loads(body) for _props, body in original.collect(channel, results_queue, len(job_ids) + 5, timeout=3)
+    ]
     assert Counter(r["job_id"] for r in results) == Counter(job_ids)  # each job exactly once
     assert {r["engine"] for r in results} == {e.env["ENGINE_INSTANCE_ID"] for e in engines}  # all three worked
     processed = sum(e.metric("jobstack_engine_jobs_total", 'status="succeeded"') for e in engines)
@@ -87,7 +91,9 @@ def test_each_result_reaches_only_the_ui_that_submitted_it(amqp_url: str, servic
         assert ui.metric("jobstack_ui_jobs_completed_total", 'status="succeeded"') == 10
 
 
-def test_unroutable_job_is_an_error_not_a_silent_loss(amqp_url: str, services: Callable[..., Service], channel: Any) -> None:
+def test_unroutable_job_is_an_error_not_a_silent_loss(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
     ui = services("user_interface", amqp_url)
     # Take away the only route for `job`: the publish must come back as an error.
     channel.queue_unbind(queue="jobstack.jobs", exchange="job-exchange", routing_key="job")
@@ -96,7 +102,9 @@ def test_unroutable_job_is_an_error_not_a_silent_loss(amqp_url: str, services: C
     assert ui.metric("jobstack_ui_jobs_submitted_total") == 0
 
 
-def test_persistent_jobs_wait_in_a_durable_quorum_queue(amqp_url: str, services: Callable[..., Service], channel: Any) -> None:
+def test_persistent_jobs_wait_in_a_durable_quorum_queue(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
     ui = services("user_interface", amqp_url)
     submit(ui, 0)
     declared = channel.queue_declare(queue="jobstack.jobs", passive=True)
