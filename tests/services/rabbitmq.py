@@ -28,13 +28,21 @@ class Broker:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.amqp_port, self.dist_port, self.epmd_port, self.http_port = (free_port() for _ in range(4))
+        self.amqp_port, self.dist_port, self.epmd_port, self.http_port, self.tls_port = (free_port() for _ in range(5))
         self.node = f"jobstack-test-{self.amqp_port}@localhost"
         self.process: subprocess.Popen[bytes] | None = None
         (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        self.ca_file = make_certificates(base)
         (base / "rabbitmq.conf").write_text(
-            f"management.tcp.port = {self.http_port}\nmanagement.tcp.ip = 127.0.0.1\n"
-            "listeners.tcp.1 = 127.0.0.1:{port}\n".replace("{port}", str(self.amqp_port))
+            f"management.tcp.port = {self.http_port}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
+            f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}\n"
+            f"ssl_options.cacertfile = {self.ca_file}\n"
+            f"ssl_options.certfile = {base / 'server.pem'}\n"
+            f"ssl_options.keyfile = {base / 'server.key'}\n"
+            "ssl_options.verify = verify_none\n"
+            "ssl_options.fail_if_no_peer_cert = false\n"
         )
 
     @property
@@ -103,6 +111,51 @@ class Broker:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def make_certificates(base: Path) -> Path:
+    """A throw-away CA and a server certificate for localhost; returns the CA file."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=base, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=jobstack test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"
+    )
+    (base / "san.ext").write_text("subjectAltName = DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    return base / "ca.pem"
 
 
 class ExternalBroker:

@@ -11,6 +11,7 @@ import pika
 
 from . import original_protocol as original
 from .processes import Service, wait_for
+from .rabbitmq import Broker
 
 
 def submit(ui: Service, value: int) -> str:
@@ -116,3 +117,14 @@ def test_persistent_jobs_wait_in_a_durable_quorum_queue(
         assert refused.reply_code == 406
     else:
         raise AssertionError("a classic redeclaration of the quorum jobs queue was accepted")
+
+
+def test_amqps_with_a_private_ca(own_broker: Broker, services: Callable[..., Service]) -> None:
+    tls_url = f"amqps://guest:guest@localhost:{own_broker.tls_port}/"
+    services("engine", tls_url, tls_ca_file=own_broker.ca_file)
+    ui = services("user_interface", tls_url, tls_ca_file=own_broker.ca_file)
+    assert result_of(ui, submit(ui, 0))["status"] == "succeeded"
+    # Without the CA the certificate cannot be verified, and the service says so.
+    refused = services("engine", tls_url, wait_ready=False, connect_timeout=1)
+    assert refused.wait(timeout=30) == 1
+    assert "cannot connect to RabbitMQ at localhost" in refused.log_text()

@@ -1,4 +1,5 @@
 """Small pure functions whose behaviour the failure tests rely on."""
+
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,8 @@ from .processes import ROOT
 sys.path.insert(0, str(ROOT / "services"))
 sys.path.insert(0, str(ROOT / "services" / "engine"))
 
-from engine import delivery_attempt  # noqa: E402
-from jobstack_common.service import BACKOFF_CAP_SECONDS, backoff_delay  # noqa: E402
+from engine import delivery_attempt
+from jobstack_common.service import BACKOFF_CAP_SECONDS, backoff_delay
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
