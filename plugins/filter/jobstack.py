@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from typing import Any
 
@@ -107,6 +108,43 @@ def render_file_names(objects: list[dict[str, Any]], stage: str) -> list[str]:
     return names
 
 
+def render_pending(objects: list[dict[str, Any]], names: list[str], directory: str) -> list[dict[str, str]]:
+    """The rendered files whose content differs from what is on disk, as [{name, content}].
+
+    Content is each object with Secret values redacted, dumped like ``to_nice_yaml(indent=2)``
+    (author's key order kept). Render mode copies only these files, so an unchanged render makes
+    no module call and reports no change.
+    """
+    from ansible.plugins.filter.core import to_nice_yaml  # imported late: only Ansible runs filters
+
+    pending = []
+    for obj, name in zip(objects, names):
+        content = to_nice_yaml(redact_secret(obj), indent=2, width=4096, sort_keys=False)
+        path = os.path.join(directory, name)
+        try:
+            with open(path, encoding="utf-8") as existing:
+                if existing.read() == content:
+                    continue
+        except OSError:
+            pass
+        pending.append({"name": name, "content": content})
+    return pending
+
+
+def pending_files(files: list[dict[str, str]], directory: str) -> list[dict[str, str]]:
+    """The [{name, content}] entries whose file in directory is missing or has other content."""
+    pending = []
+    for entry in files:
+        try:
+            with open(os.path.join(directory, entry["name"]), encoding="utf-8") as existing:
+                if existing.read() == entry["content"]:
+                    continue
+        except OSError:
+            pass
+        pending.append(entry)
+    return pending
+
+
 class FilterModule:
     """Jinja2 filters of the jobstack collection."""
 
@@ -118,4 +156,6 @@ class FilterModule:
             "k8s_resources_errors": k8s_resources_errors,
             "redact_secret": redact_secret,
             "render_file_names": render_file_names,
+            "render_pending": render_pending,
+            "pending_files": pending_files,
         }
