@@ -37,7 +37,10 @@ test-molecule-default:
 	@echo "test-molecule-default: filled in by the Ansible work"
 
 test-molecule-docker:
-	@echo "test-molecule-docker: filled in by the Docker work"
+	scripts/ensure_dockerd.sh
+	tools/offline_images/build.sh
+	$(PYTEST) tests/docker
+	$(BIN)/molecule test -s docker
 
 test-minikube:
 	@echo "test-minikube: filled in by the Ansible work"

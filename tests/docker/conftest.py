@@ -1,0 +1,117 @@
+"""Fixtures for the Docker tests: a private image registry (Debian's docker-registry) on loopback."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+
+@dataclass
+class Registry:
+    """A running registry: its address (host:port), one user, and where it logs."""
+
+    address: str
+    username: str
+    password: str
+    log: Path
+
+    def get(self, path: str, accept: str = "") -> urllib.request.addinfourl:
+        """GET /v2/<path> with the registry's basic auth."""
+        request = urllib.request.Request(f"http://{self.address}/v2/{path}")
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        if accept:
+            request.add_header("Accept", accept)
+        return urllib.request.urlopen(request, timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bcrypt(password: str) -> str:
+    """bcrypt hash for the registry's htpasswd file (libxcrypt through the crypt module)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # Python <= 3.12; Debian's libxcrypt does bcrypt
+
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    if not hashed or not hashed.startswith("$2"):
+        raise RuntimeError("this Python's crypt module cannot make bcrypt hashes for the registry's htpasswd")
+    return hashed
+
+
+def _docker_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """The tests need a Docker daemon (scripts/ensure_dockerd.sh starts one) and are never skipped."""
+    if not shutil.which("docker") or not _docker_answers():
+        pytest.fail("no Docker daemon answers: run scripts/ensure_dockerd.sh (make test-molecule-docker does)")
+
+
+@pytest.fixture(scope="session")
+def python_base(docker_engine: None) -> str:
+    """The offline stand-in python base (cached; seconds when it is up to date)."""
+    subprocess.run([str(REPO / "tools/offline_images/build.sh"), "python-base"], check=True)
+    return "jobstack/python-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Registry]:
+    """Debian's docker-registry on 127.0.0.1:<free port> with htpasswd auth and storage in a temp dir.
+
+    Docker treats 127.0.0.0/8 registries as insecure, so plain HTTP works without daemon settings.
+    """
+    if not os.access(REGISTRY_BINARY, os.X_OK):
+        pytest.fail(f"{REGISTRY_BINARY} is missing: install Debian's docker-registry (scripts/bootstrap.sh test)")
+    base = tmp_path_factory.mktemp("registry")
+    username, password = "jobstack", base64.b32encode(os.urandom(15)).decode()
+    (base / "htpasswd").write_text(f"{username}:{_bcrypt(password)}\n")
+    address = f"127.0.0.1:{_free_port()}"
+    (base / "config.yml").write_text(
+        "version: 0.1\n"
+        "log: {level: info}\n"
+        f"storage: {{filesystem: {{rootdirectory: {base / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{address}'}}\n"
+        f"auth: {{htpasswd: {{realm: jobstack-test, path: {base / 'htpasswd'}}}}}\n"
+    )
+    log = base / "registry.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([REGISTRY_BINARY, "serve", str(base / "config.yml")], stdout=out, stderr=out)
+    registry = Registry(address, username, password, log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            registry.get("")
+            break
+        except (urllib.error.URLError, ConnectionError) as error:
+            if isinstance(error, urllib.error.HTTPError):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"docker-registry did not start on {address}:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    yield registry
+    process.terminate()
+    process.wait(timeout=10)
