@@ -41,8 +41,9 @@ def run_checkov(framework: str, targets: list[str]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rendered", type=Path, default=REPO_ROOT / "rendered")
-    parser.add_argument("--dockerfile", type=Path, action="append",
-                        help="Dockerfile to check (default: services/*/Dockerfile)")
+    parser.add_argument(
+        "--dockerfile", type=Path, action="append", help="Dockerfile to check (default: services/*/Dockerfile)"
+    )
     args = parser.parse_args(argv)
     dockerfiles = args.dockerfile or sorted(REPO_ROOT.glob("services/*/Dockerfile"))
     if not args.rendered.is_dir() or not any(args.rendered.rglob("*.yaml")):
@@ -62,12 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for report in reports:
             summary = report.get("summary", {})
-            print(f"policy_check: {report.get('check_type', framework)}: {summary.get('passed', 0)} passed, "
-                  f"{summary.get('failed', 0)} failed, {summary.get('resource_count', 0)} resources")
+            print(
+                f"policy_check: {report.get('check_type', framework)}: {summary.get('passed', 0)} passed, "
+                f"{summary.get('failed', 0)} failed, {summary.get('resource_count', 0)} resources"
+            )
             for check in report.get("results", {}).get("failed_checks", []):
                 failed += 1
-                print(f"FAILED {check['check_id']} {check['check_name']}: {check['resource']} "
-                      f"({check['file_path']}:{check['file_line_range'][0]})")
+                print(
+                    f"FAILED {check['check_id']} {check['check_name']}: {check['resource']} "
+                    f"({check['file_path']}:{check['file_line_range'][0]})"
+                )
         if not reports or all(report.get("summary", {}).get("resource_count", 0) == 0 for report in reports):
             print(f"policy_check: checkov found nothing to check for {framework}", file=sys.stderr)
             return 2

@@ -26,9 +26,10 @@ import copy
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -42,7 +43,13 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 # What the API server accepts in metadata of a custom resource (CRD schemas leave it open).
 OBJECT_META_FIELDS = {
-    "name", "generateName", "namespace", "labels", "annotations", "finalizers", "ownerReferences",
+    "name",
+    "generateName",
+    "namespace",
+    "labels",
+    "annotations",
+    "finalizers",
+    "ownerReferences",
 }
 
 
@@ -186,10 +193,19 @@ def validate_paths(paths: list[Path], crds: CrdCatalog, version_override: str | 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", type=Path, default=[REPO_ROOT / "rendered"],
-                        help="render directories, trees of them, or manifest files (default: rendered/)")
-    parser.add_argument("--crds", type=Path, default=Path(os.environ.get(CRDS_ENV, DEFAULT_CRDS_DIR)),
-                        help=f"directory of CRD files (default: ${CRDS_ENV} or {DEFAULT_CRDS_DIR})")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[REPO_ROOT / "rendered"],
+        help="render directories, trees of them, or manifest files (default: rendered/)",
+    )
+    parser.add_argument(
+        "--crds",
+        type=Path,
+        default=Path(os.environ.get(CRDS_ENV, DEFAULT_CRDS_DIR)),
+        help=f"directory of CRD files (default: ${CRDS_ENV} or {DEFAULT_CRDS_DIR})",
+    )
     parser.add_argument("--kubernetes-version", help="validate against this version instead of render-info.json")
     return parser.parse_args(argv)
 

@@ -118,7 +118,7 @@ def render_pending(objects: list[dict[str, Any]], names: list[str], directory: s
     from ansible.plugins.filter.core import to_nice_yaml  # imported late: only Ansible runs filters
 
     pending = []
-    for obj, name in zip(objects, names):
+    for obj, name in zip(objects, names, strict=True):
         content = to_nice_yaml(redact_secret(obj), indent=2, width=4096, sort_keys=False)
         path = os.path.join(directory, name)
         try:

@@ -19,7 +19,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 INVENTORIES = ("dev", "staging", "production")
-DEMO_VAULT_PASSWORD = "jobstack-demo"
+DEMO_VAULT_PASSWORD = "jobstack-demo"  # noqa: S105 - the documented demo password of the example vaults
 # Clusters per inventory (the hosts of group clusters).
 CLUSTERS = {
     "dev": ["minikube-jobstack"],
@@ -60,27 +60,52 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
+def playbook_command(
+    playbook: str, inventory: str, vault_password_file: Path, *args: str, render_root: Path | None = None
+) -> list[str]:
+    command = [
+        str(BIN / "ansible-playbook"),
+        playbook,
+        "-i",
+        f"inventories/{inventory}",
+        "--vault-password-file",
+        str(vault_password_file),
+        *args,
+    ]
+    if render_root is not None:
+        command += ["-e", "render_only=true", "-e", f"jobstack_render_root={render_root}"]
+    return command
+
+
 @pytest.fixture(scope="session")
 def run_playbook(ansible_env: dict[str, str], vault_password_file: Path):
     """Run ansible-playbook from the repository root; returns a PlaybookRun."""
 
     def run(playbook: str, inventory: str, *args: str, render_root: Path | None = None) -> PlaybookRun:
-        command = [str(BIN / "ansible-playbook"), playbook, "-i", f"inventories/{inventory}",
-                   "--vault-password-file", str(vault_password_file), *args]
-        if render_root is not None:
-            command += ["-e", "render_only=true", "-e", f"jobstack_render_root={render_root}"]
-        result = subprocess.run(command, cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True,
-                                timeout=600, check=False)
+        command = playbook_command(playbook, inventory, vault_password_file, *args, render_root=render_root)
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True, timeout=600, check=False
+        )
         return PlaybookRun(result.returncode, result.stdout + result.stderr)
 
     return run
 
 
 @pytest.fixture(scope="session")
-def renders(tmp_path_factory: pytest.TempPathFactory, run_playbook) -> dict[str, tuple[Path, PlaybookRun]]:
-    """Every inventory rendered once: {inventory: (render root, run)}."""
-    results = {}
+def renders(
+    tmp_path_factory: pytest.TempPathFactory, ansible_env: dict[str, str], vault_password_file: Path
+) -> dict[str, tuple[Path, PlaybookRun]]:
+    """Every inventory rendered once, the three in parallel: {inventory: (render root, run)}."""
+    started = {}
     for inventory in INVENTORIES:
         root = tmp_path_factory.mktemp(f"render-{inventory}")
-        results[inventory] = (root, run_playbook("site.yml", inventory, render_root=root))
+        command = playbook_command("site.yml", inventory, vault_password_file, render_root=root)
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=ansible_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        started[inventory] = (root, process)
+    results = {}
+    for inventory, (root, process) in started.items():
+        output, _ = process.communicate(timeout=600)
+        results[inventory] = (root, PlaybookRun(process.returncode, output))
     return results

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "plugins" / "filter"))
-import jobstack  # noqa: E402
+import jobstack
 
 
 @pytest.mark.parametrize("value", ["1", "0.5", "250m", 2, "1.25"])
@@ -41,12 +40,17 @@ def test_resource_errors_name_the_variable_and_field():
 
 
 def test_secret_values_are_redacted_and_keys_kept():
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
-              "data": {"password": "aHVudGVyMg=="}, "stringData": {"token": "hunter2"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"password": "aHVudGVyMg=="},
+        "stringData": {"token": "hunter2"},
+    }
     redacted = jobstack.redact_secret(secret)
     assert redacted["data"] == {"password": "REDACTED"}
     assert redacted["stringData"] == {"token": "REDACTED"}
-    assert secret["stringData"]["token"] == "hunter2", "the input is not modified"
+    assert secret["stringData"]["token"] == "hunter2", "the input is not modified"  # noqa: S105 - test data
 
 
 def test_other_kinds_are_not_redacted():
@@ -55,7 +59,11 @@ def test_other_kinds_are_not_redacted():
 
 
 def test_rendered_file_names_follow_apply_order():
-    objects = [{"kind": "Namespace", "metadata": {"name": "jobstack"}},
-               {"kind": "RabbitmqCluster", "metadata": {"name": "jobstack"}}]
+    objects = [
+        {"kind": "Namespace", "metadata": {"name": "jobstack"}},
+        {"kind": "RabbitmqCluster", "metadata": {"name": "jobstack"}},
+    ]
     assert jobstack.render_file_names(objects, "30-rabbitmq_cluster") == [
-        "30-rabbitmq_cluster-01-namespace-jobstack.yaml", "30-rabbitmq_cluster-02-rabbitmqcluster-jobstack.yaml"]
+        "30-rabbitmq_cluster-01-namespace-jobstack.yaml",
+        "30-rabbitmq_cluster-02-rabbitmqcluster-jobstack.yaml",
+    ]

@@ -5,25 +5,49 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from conftest import BIN, INVENTORIES, REPO_ROOT
 
-PLAYBOOKS = ["site.yml", "playbooks/teardown.yml", "playbooks/cluster.yml", "playbooks/broker.yml",
-             "playbooks/apps.yml", "playbooks/smoke_test.yml"]
+PLAYBOOKS = [
+    "site.yml",
+    "playbooks/teardown.yml",
+    "playbooks/cluster.yml",
+    "playbooks/broker.yml",
+    "playbooks/apps.yml",
+    "playbooks/smoke_test.yml",
+]
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_syntax_check_passes(ansible_env, vault_password_file, inventory):
-    result = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", f"inventories/{inventory}",
-                             "--vault-password-file", str(vault_password_file), *PLAYBOOKS],
-                            cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "--syntax-check",
+            "-i",
+            f"inventories/{inventory}",
+            "--vault-password-file",
+            str(vault_password_file),
+            *PLAYBOOKS,
+        ],
+        cwd=REPO_ROOT,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_inventory_layers_region_and_cluster_values(ansible_env, vault_password_file, inventory):
-    result = subprocess.run([str(BIN / "ansible-inventory"), "-i", f"inventories/{inventory}", "--graph", "clusters"],
-                            cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", f"inventories/{inventory}", "--graph", "clusters"],
+        cwd=REPO_ROOT,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "@clusters:" in result.stdout
 
@@ -34,13 +58,22 @@ def test_production_rolls_out_one_region_at_a_time():
     rollout = yaml.safe_load((REPO_ROOT / "playbooks" / "rollout.yml").read_text())[0]
     assert rollout["serial"] == 1 and rollout["max_fail_percentage"] == 0
     stages = [task.get("ansible.builtin.include_tasks") for task in rollout["tasks"]]
-    assert stages.index("tasks/stage_broker.yml") < stages.index("tasks/stage_apps.yml") < stages.index(
-        "tasks/stage_smoke_test.yml")
+    assert (
+        stages.index("tasks/stage_broker.yml")
+        < stages.index("tasks/stage_apps.yml")
+        < stages.index("tasks/stage_smoke_test.yml")
+    )
 
 
 def test_internal_role_refuses_to_run_alone(ansible_env):
-    result = subprocess.run([str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.include_role", "-a", "name=_common"],
-                            cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.include_role", "-a", "name=_common"],
+        cwd=REPO_ROOT,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
     assert "roles/_common is internal to jobstack" in result.stdout + result.stderr
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, CLUSTERS, INVENTORIES, REPO_ROOT
-
-import subprocess
 
 
 def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
-                          capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+    return subprocess.run(
+        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
 
 
 def manifests(directory: Path) -> dict[str, dict]:
@@ -35,7 +38,7 @@ def test_render_writes_every_cluster_and_contacts_no_cluster(renders, inventory)
         for kind in ("Namespace", "RabbitmqCluster", "Deployment", "Service", "NetworkPolicy", "ConfigMap"):
             assert kind in kinds, f"{cluster}: no {kind} rendered"
         assert any(path.suffix == ".url" for path in directory.iterdir()), "release manifests are pointers"
-    assert f"Render mode wrote" in run.output
+    assert "Render mode wrote" in run.output
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
@@ -53,7 +56,8 @@ def test_rendered_files_are_in_apply_order(renders):
     assert stages == sorted(stages)
     order = [name for name in names if name[0].isdigit()]
     assert order.index("29-rabbitmq_cluster-01-namespace-jobstack.yaml") < order.index(
-        "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml")
+        "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"
+    )
     assert order[0].startswith("10-cert_manager")
 
 
@@ -92,7 +96,7 @@ def test_second_render_reports_no_change(renders, run_playbook):
 
 
 def test_render_in_check_mode_writes_nothing(run_playbook, tmp_path):
-    run = run_playbook("site.yml", "staging", "--check", "--diff", render_root=tmp_path)
+    run = run_playbook("site.yml", "dev", "--check", "--diff", render_root=tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     assert not any(tmp_path.iterdir()), "check mode created files"
     assert "+apiVersion: rabbitmq.com/v1beta1" in run.output, "check mode shows the diff"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT
 
 ROLES = sorted(path for path in (REPO_ROOT / "roles").iterdir() if (path / "tasks").is_dir())
@@ -36,7 +35,8 @@ def test_defaults_and_argument_specs_list_the_same_variables(role):
     options = specs["argument_specs"]["main"].get("options") or {}
     assert sorted(defaults) == sorted(options), (
         f"{role.name}: only in defaults {sorted(set(defaults) - set(options))}, "
-        f"only in argument_specs {sorted(set(options) - set(defaults))}")
+        f"only in argument_specs {sorted(set(options) - set(defaults))}"
+    )
     for name, option in options.items():
         assert option.get("description"), f"{role.name}: {name} has no description"
         assert option.get("type"), f"{role.name}: {name} has no type"

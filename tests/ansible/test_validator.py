@@ -7,13 +7,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, REPO_ROOT
 
 
 def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
-                          capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+    return subprocess.run(
+        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
 
 
 @pytest.fixture
@@ -32,15 +36,20 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def test_unknown_field_in_builtin_kind_is_an_error(production_copy):
-    edit(production_copy / "40-engine-06-deployment-engine.yaml", "kind: Deployment\n", "kind: Deployment\nreplica: 2\n")
+    edit(
+        production_copy / "40-engine-06-deployment-engine.yaml", "kind: Deployment\n", "kind: Deployment\nreplica: 2\n"
+    )
     result = validate(production_copy)
     assert result.returncode == 1
     assert "40-engine-06-deployment-engine.yaml" in result.stdout and "'replica' was unexpected" in result.stdout
 
 
 def test_unknown_field_in_custom_resource_is_an_error(production_copy):
-    edit(production_copy / "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml", "  replicas: 3\n",
-         "  replicas: 3\n  replica: 3\n")
+    edit(
+        production_copy / "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml",
+        "  replicas: 3\n",
+        "  replicas: 3\n  replica: 3\n",
+    )
     result = validate(production_copy)
     assert result.returncode == 1
     assert "spec: Additional properties are not allowed ('replica' was unexpected)" in result.stdout
@@ -54,13 +63,18 @@ def test_wrong_type_in_custom_resource_is_an_error(production_copy):
 
 
 def test_preserved_unknown_fields_stay_allowed(production_copy):
-    edit(production_copy / "32-rabbitmq_topology-02-policy-jobstack-jobs.yaml", "definition:\n",
-         "definition:\n    max-length: 100000\n")
+    edit(
+        production_copy / "32-rabbitmq_topology-02-policy-jobstack-jobs.yaml",
+        "definition:\n",
+        "definition:\n    max-length: 100000\n",
+    )
     assert validate(production_copy).returncode == 0
 
 
 def test_unknown_kind_is_an_error(production_copy):
-    (production_copy / "60-extra-01-widget-w.yaml").write_text("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")
+    (production_copy / "60-extra-01-widget-w.yaml").write_text(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"
+    )
     result = validate(production_copy)
     assert result.returncode == 1
     assert "unknown kind Widget" in result.stdout
@@ -74,8 +88,13 @@ def test_missing_render_info_is_an_error(production_copy):
 
 
 def test_crd_directory_comes_from_the_environment(production_copy, tmp_path):
-    env_result = subprocess.run([str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), str(production_copy)],
-                                capture_output=True, text=True, check=False, cwd=REPO_ROOT,
-                                env={"JOBSTACK_CRDS_DIR": str(tmp_path / "nowhere"), "PATH": str(BIN)})
+    env_result = subprocess.run(
+        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), str(production_copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        env={"JOBSTACK_CRDS_DIR": str(tmp_path / "nowhere"), "PATH": str(BIN)},
+    )
     assert env_result.returncode == 2
     assert "nowhere" in env_result.stderr
