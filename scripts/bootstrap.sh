@@ -32,8 +32,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall only when a requirement file changed since the last install.
 if [ ! -f "$stamp" ] || [ -n "$(find requirements*.txt services/*/requirements.txt -newer "$stamp" 2>/dev/null)" ]; then
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r "$reqs"
+  # This machine's pip configuration lists local wheel folders that may not exist; hide that noise.
+  "$venv/bin/pip" install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  "$venv/bin/pip" install -q -r "$reqs" 2>&1 | { grep -v "is ignored: it is neither" || true; }
   touch "$stamp"
 fi
 "$venv/bin/ansible-galaxy" collection install -r requirements.yml >/dev/null
