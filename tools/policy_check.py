@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if not dockerfiles:
         print("policy_check: no Dockerfile found under services/", file=sys.stderr)
         return 2
-    runs = [("kubernetes", ["-d", str(args.rendered)])]
+    # Files, not -d: checkov skips directories whose names start with a dot (e.g. molecule's ~/.ansible/tmp).
+    manifests = sorted(args.rendered.rglob("*.yaml"))
+    runs = [("kubernetes", [arg for path in manifests for arg in ("-f", str(path))])]
     runs.append(("dockerfile", [arg for path in dockerfiles for arg in ("-f", str(path))]))
     failed = 0
     for framework, targets in runs:
