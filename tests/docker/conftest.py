@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.client import HTTPResponse
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,15 @@ class Registry:
     password: str
     log: Path
 
-    def get(self, path: str, accept: str = "") -> urllib.request.addinfourl:
+    def get(self, path: str, accept: str = "") -> HTTPResponse:
         """GET /v2/<path> with the registry's basic auth."""
         request = urllib.request.Request(f"http://{self.address}/v2/{path}")
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         if accept:
             request.add_header("Accept", accept)
-        return urllib.request.urlopen(request, timeout=10)
+        response: HTTPResponse = urllib.request.urlopen(request, timeout=10)
+        return response
 
 
 def _free_port() -> int:
@@ -53,7 +55,8 @@ def _bcrypt(password: str) -> str:
         warnings.simplefilter("ignore", DeprecationWarning)
         import crypt  # Python <= 3.12; Debian's libxcrypt does bcrypt
 
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    # bcrypt is what the registry's htpasswd accepts; ruff's S324 flags every crypt method by name.
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))  # noqa: S324
     if not hashed or not hashed.startswith("$2"):
         raise RuntimeError("this Python's crypt module cannot make bcrypt hashes for the registry's htpasswd")
     return hashed

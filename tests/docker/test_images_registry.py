@@ -36,7 +36,9 @@ PLAYBOOK = """\
     - name: Write the facts the deploy roles would use.
       ansible.builtin.copy:
         dest: "{{ facts_file }}"
-        content: "{{ {'tag': images_tag, 'engine': images_engine_ref, 'user_interface': images_user_interface_ref} | to_json }}"
+        content: >-
+          {{ {'tag': images_tag, 'engine': images_engine_ref,
+              'user_interface': images_user_interface_ref} | to_json }}
         mode: "0600"
       check_mode: false
 """
@@ -51,16 +53,28 @@ def run_images_role(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess
     env = dict(os.environ, HOME=str(home), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
     env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
     env["ANSIBLE_LOCAL_TEMP"] = str(home / ".ansible/tmp")
-    variables = {"facts_file": str(tmp_path / "facts.json"), "ansible_python_interpreter": sys.executable}
+    variables: dict[str, object] = {
+        "facts_file": str(tmp_path / "facts.json"),
+        "ansible_python_interpreter": sys.executable,
+    }
     variables.update(extra_vars)
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i", "localhost,", "-c", "local",
-            "-e", json.dumps(variables),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            json.dumps(variables),
             str(playbook),
         ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -70,21 +84,21 @@ def recap_changed(output: str) -> int:
     return int(match.group(1))
 
 
-@pytest.fixture
-def tag() -> Iterator[str]:
-    """A tag of this test's own; its local images are removed afterwards."""
-    value = f"pushtest-{uuid.uuid4().hex[:8]}"
-    yield value
-    images = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference=*:{value}"],
-        capture_output=True, text=True, check=False,
+def _remove_local_images(tag: str) -> None:
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
     ).stdout.split()
-    images += subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference=*/*/*:{value}"],
-        capture_output=True, text=True, check=False,
-    ).stdout.split()
+    images = [image for image in listing if image.endswith(f":{tag}")]
     if images:
         subprocess.run(["docker", "rmi", *images], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def tag() -> Iterator[str]:
+    """A tag of this module's own; its local images are removed afterwards."""
+    value = f"pushtest-{uuid.uuid4().hex[:8]}"
+    yield value
+    _remove_local_images(value)
 
 
 def staging_vars(registry: Registry, python_base: str, tag: str) -> dict[str, object]:
@@ -100,15 +114,24 @@ def staging_vars(registry: Registry, python_base: str, tag: str) -> dict[str, ob
     }
 
 
+@pytest.fixture(scope="module")
+def first_push(
+    tmp_path_factory: pytest.TempPathFactory, registry: Registry, python_base: str, tag: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The images role run once for staging: builds and pushes both images."""
+    workdir = tmp_path_factory.mktemp("images-staging")
+    return workdir, run_images_role(workdir, staging_vars(registry, python_base, tag))
+
+
 def test_staging_pushes_both_images_and_deploys_them_by_digest(
-    tmp_path: Path, registry: Registry, python_base: str, tag: str
+    first_push: tuple[Path, subprocess.CompletedProcess[str]], registry: Registry, tag: str
 ) -> None:
-    first = run_images_role(tmp_path, staging_vars(registry, python_base, tag))
+    workdir, first = first_push
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert recap_changed(first.stdout) > 0
     assert registry.password not in first.stdout + first.stderr
 
-    facts = json.loads((tmp_path / "facts.json").read_text())
+    facts = json.loads((workdir / "facts.json").read_text())
     assert facts["tag"] == tag
     for key, name in (("engine", "jobstack-engine"), ("user_interface", "jobstack-user-interface")):
         ref = facts[key]
@@ -119,12 +142,16 @@ def test_staging_pushes_both_images_and_deploys_them_by_digest(
             assert response.headers["Docker-Content-Digest"] == ref.split("@", 1)[1]
 
 
-def test_second_run_builds_and_pushes_nothing(tmp_path: Path, registry: Registry, python_base: str, tag: str) -> None:
-    first = run_images_role(tmp_path, staging_vars(registry, python_base, tag))
+def test_second_run_builds_and_pushes_nothing(
+    first_push: tuple[Path, subprocess.CompletedProcess[str]], registry: Registry, python_base: str, tag: str
+) -> None:
+    workdir, first = first_push
     assert first.returncode == 0, first.stdout[-4000:]
-    second = run_images_role(tmp_path, staging_vars(registry, python_base, tag))
+    refs_after_push = json.loads((workdir / "facts.json").read_text())
+    second = run_images_role(workdir, staging_vars(registry, python_base, tag))
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap_changed(second.stdout) == 0, second.stdout[-4000:]
+    assert json.loads((workdir / "facts.json").read_text()) == refs_after_push
 
 
 @pytest.mark.parametrize(
@@ -137,8 +164,9 @@ def test_second_run_builds_and_pushes_nothing(tmp_path: Path, registry: Registry
     ],
 )
 def test_staging_refuses_bad_image_settings_with_a_message_naming_the_variable(
-    tmp_path: Path, registry: Registry, python_base: str, tag: str, override: dict[str, str], named: str
+    tmp_path: Path, registry: Registry, python_base: str, override: dict[str, str], named: str
 ) -> None:
+    tag = "refused-" + uuid.uuid4().hex[:8]
     result = run_images_role(tmp_path, {**staging_vars(registry, python_base, tag), **override})
     assert result.returncode != 0
     assert named in result.stdout
