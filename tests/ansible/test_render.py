@@ -110,3 +110,59 @@ def test_render_removes_files_it_no_longer_renders(renders, run_playbook, tmp_pa
     run = run_playbook("site.yml", "dev", render_root=tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     assert not stale.exists()
+
+
+def test_render_never_writes_secret_values(ansible_env, tmp_path):
+    playbook = tmp_path / "secret.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Render a Secret through roles/_common",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": {"jobstack_render_only": True, "jobstack_render_dir": str(tmp_path / "out")},
+                    "tasks": [
+                        {
+                            "name": "Apply",
+                            "ansible.builtin.include_role": {"name": "_common", "tasks_from": "apply.yml"},
+                            "vars": {
+                                "_common_stage": "90-test",
+                                "_common_objects": [
+                                    {
+                                        "apiVersion": "v1",
+                                        "kind": "Secret",
+                                        "metadata": {"name": "registry", "namespace": "jobstack"},
+                                        "type": "Opaque",
+                                        "stringData": {"password": "s3cr3t-value"},
+                                        "data": {"token": "czNjcjN0LXZhbHVl"},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    result = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={BIN / 'python'}",
+            str(playbook),
+        ],
+        cwd=REPO_ROOT,
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = (tmp_path / "out" / "90-test-01-secret-registry.yaml").read_text()
+    assert "s3cr3t-value" not in written and "czNjcjN0LXZhbHVl" not in written
+    assert yaml.safe_load(written)["stringData"] == {"password": "REDACTED"}
