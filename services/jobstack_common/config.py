@@ -129,6 +129,16 @@ def _amqp_url_values(url: str) -> dict[str, Any]:
     return values
 
 
+def _read_url_file(path: str | None) -> str:
+    """AMQP_URL_FILE: the URL in a file, e.g. a Secret key mounted as a volume (no secret in the environment)."""
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"AMQP_URL_FILE {path} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+
+
 def load_settings(
     settings_class: type[S],
     path: Path,
@@ -136,7 +146,7 @@ def load_settings(
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
 ) -> S:
-    """Settings from config.ini, overridden by <PREFIX>_<KEY> and then by AMQP_URL."""
+    """Settings from config.ini, overridden by <PREFIX>_<KEY> and then by AMQP_URL (or AMQP_URL_FILE)."""
     environ = os.environ if environ is None else environ
     fields = {field.name: field for field in dataclasses.fields(settings_class)}
     kinds = typing.get_type_hints(settings_class)
@@ -150,8 +160,9 @@ def load_settings(
         variable = f"{env_prefix}_{key.upper()}"
         if variable in environ:
             values[key] = _convert(environ[variable], kinds[key], field, f"environment variable {variable}")
-    if environ.get("AMQP_URL"):
-        values.update(_amqp_url_values(environ["AMQP_URL"]))
+    amqp_url = environ.get("AMQP_URL") or _read_url_file(environ.get("AMQP_URL_FILE"))
+    if amqp_url:
+        values.update(_amqp_url_values(amqp_url))
     if values.get("tls_ca_file") and not Path(values["tls_ca_file"]).is_file():
         raise ConfigError(f"tls_ca_file {values['tls_ca_file']} does not exist")
     return settings_class(**values).with_instance_id()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
 import shutil
@@ -89,8 +90,10 @@ class Broker:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        # epmd outlives the node; it is ours (our port), so stop it too.
-        subprocess.run(["pkill", "-f", f"epmd.*{self.epmd_port}"], check=False)
+        # epmd outlives the node; it listens on our own port, so stop it too.
+        epmd = shutil.which("epmd") or next(iter(sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))), None)
+        if epmd:
+            subprocess.run([epmd, "-kill"], env=self.env, check=False, capture_output=True)
         self.process = None
 
     def restart(self) -> None:

@@ -46,6 +46,14 @@ def test_operator_connection_string_means_default_vhost(tmp_path: Path) -> None:
     assert (settings.host, settings.vhost, settings.port) == ("jobstack.jobstack.svc", "/", 5672)
 
 
+def test_amqp_url_file_is_read_when_amqp_url_is_unset(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\nHOST = from-file\n")
+    secret = tmp_path / "connection_string"
+    secret.write_text("amqp://user:pw@broker.svc:5672/\n")
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ={"AMQP_URL_FILE": str(secret)})
+    assert (settings.host, settings.username, settings.password) == ("broker.svc", "user", "pw")
+
+
 @pytest.mark.parametrize(
     ("ini", "environ", "expected"),
     [
@@ -57,6 +65,7 @@ def test_operator_connection_string_means_default_vhost(tmp_path: Path) -> None:
         ("HOST = x\n", {}, "is not valid INI"),
         ("[engine]\n", {"ENGINE_HTTP_PORT": "http"}, "environment variable ENGINE_HTTP_PORT must be an int"),
         ("[engine]\n", {"AMQP_URL": "http://x"}, "AMQP_URL must look like amqp"),
+        ("[engine]\n", {"AMQP_URL_FILE": "/nonexistent/url"}, "AMQP_URL_FILE /nonexistent/url cannot be read"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_key(
