@@ -20,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 INVENTORIES = ("dev", "staging", "production")
 DEMO_VAULT_PASSWORD = "jobstack-demo"  # noqa: S105 - the documented demo password of the example vaults
+# Image tag of the test renders.
+IMAGE_TAG = "0123456789ab"
 # Clusters per inventory (the hosts of group clusters).
 CLUSTERS = {
     "dev": ["minikube-jobstack"],
@@ -63,18 +65,21 @@ def ansible_env() -> dict[str, str]:
 def playbook_command(
     playbook: str, inventory: str, vault_password_file: Path, *args: str, render_root: Path | None = None
 ) -> list[str]:
-    command = [
-        str(BIN / "ansible-playbook"),
-        playbook,
-        "-i",
-        f"inventories/{inventory}",
-        "--vault-password-file",
-        str(vault_password_file),
-        *args,
-    ]
+    """ansible-playbook command line; args come last, so a test's -e overrides the render defaults."""
+    command = [str(BIN / "ansible-playbook"), playbook, "-i", f"inventories/{inventory}"]
+    command += ["--vault-password-file", str(vault_password_file)]
     if render_root is not None:
-        command += ["-e", "render_only=true", "-e", f"jobstack_render_root={render_root}"]
-    return command
+        # A fixed image tag keeps renders independent of the git state of services/ (the default tag
+        # is the last commit, refused outside dev while services/ has uncommitted changes).
+        command += [
+            "-e",
+            "render_only=true",
+            "-e",
+            f"jobstack_render_root={render_root}",
+            "-e",
+            f"images_tag={IMAGE_TAG}",
+        ]
+    return [*command, *args]
 
 
 @pytest.fixture(scope="session")
