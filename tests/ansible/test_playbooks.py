@@ -58,6 +58,8 @@ def test_production_rolls_out_one_region_at_a_time():
     rollout = yaml.safe_load((REPO_ROOT / "playbooks" / "rollout.yml").read_text())[0]
     assert rollout["serial"] == 1 and rollout["max_fail_percentage"] == 0
     stages = [task.get("ansible.builtin.include_tasks") for task in rollout["tasks"]]
+    site = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((REPO_ROOT / "site.yml").read_text())]
+    assert site == ["playbooks/preflight.yml", "playbooks/cluster.yml", "playbooks/images.yml", "playbooks/rollout.yml"]
     assert (
         stages.index("tasks/stage_broker.yml")
         < stages.index("tasks/stage_apps.yml")
