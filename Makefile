@@ -11,7 +11,8 @@ PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
 deploy:
-	scripts/bootstrap.sh deploy
+	scripts/bootstrap.sh deploy $(ENV)
+	@case "$(ENV)" in local|dev) scripts/ensure_dockerd.sh ;; esac
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Prepare this machine for `make deploy` / `make test`: a venv from the requirement files and,
 # when running as root on Debian, the system packages that are missing.
-# Usage: scripts/bootstrap.sh deploy|test
+# Usage: scripts/bootstrap.sh test | scripts/bootstrap.sh deploy [ENV]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose=${1:-deploy}
+environment=${2:-dev}
 venv=${VENV:-.venv}
 
 apt_packages=()
+need() {  # need COMMAND PACKAGE: queue PACKAGE when COMMAND is missing
+  command -v "$1" >/dev/null 2>&1 || apt_packages+=("$2")
+}
 if [ "$purpose" = test ]; then
-  command -v /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null 2>&1 || apt_packages+=(rabbitmq-server)
-  command -v dockerd >/dev/null 2>&1 || apt_packages+=(docker.io)
-  command -v debootstrap >/dev/null 2>&1 || apt_packages+=(debootstrap)
+  need /usr/lib/rabbitmq/bin/rabbitmq-server rabbitmq-server
+  need dockerd docker.io
+  need debootstrap debootstrap
+  need docker-registry docker-registry
+  need openssl openssl
+elif [ "$environment" = local ] || [ "$environment" = dev ]; then
+  # Both run on this machine's Docker: the local target directly, minikube through its docker driver.
+  need dockerd docker.io
+  [ "${JOBSTACK_OFFLINE_BASES:-false}" = true ] && need debootstrap debootstrap
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
