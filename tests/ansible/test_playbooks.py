@@ -84,3 +84,21 @@ def test_vault_files_are_encrypted():
     for inventory in ("staging", "production"):
         text = (REPO_ROOT / "inventories" / inventory / "group_vars" / "all" / "vault.yml").read_text()
         assert text.startswith("$ANSIBLE_VAULT;1.1;AES256")
+
+
+def test_minikube_scenario_reports_not_run_without_minikube(tmp_path):
+    import shutil as _shutil
+
+    if _shutil.which("minikube"):
+        pytest.skip("minikube is installed here; the scenario would run")
+    result = subprocess.run(
+        [str(REPO_ROOT / "molecule" / "minikube" / "run.sh")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == "molecule minikube: NOT RUN (minikube not installed on this machine)"
+    assert "passed" not in result.stdout.lower()

@@ -166,3 +166,16 @@ def test_render_never_writes_secret_values(ansible_env, tmp_path):
     written = (tmp_path / "out" / "90-test-01-secret-registry.yaml").read_text()
     assert "s3cr3t-value" not in written and "czNjcjN0LXZhbHVl" not in written
     assert yaml.safe_load(written)["stringData"] == {"password": "REDACTED"}
+
+
+def test_check_mode_shows_the_diff_of_a_changed_value_and_keeps_the_file(renders, run_playbook, tmp_path):
+    source, _ = renders["dev"]
+    shutil.copytree(source, tmp_path, dirs_exist_ok=True)
+    broker = tmp_path / "dev" / "minikube-jobstack" / "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"
+    before = broker.read_text()
+    run = run_playbook(
+        "site.yml", "dev", "--check", "--diff", "-e", '{"rabbitmq_cluster_storage_size": "2Gi"}', render_root=tmp_path
+    )
+    assert run.returncode == 0, run.output[-3000:]
+    assert "-    storage: 1Gi" in run.output and "+    storage: 2Gi" in run.output
+    assert broker.read_text() == before
