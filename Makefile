@@ -40,8 +40,6 @@ test-molecule-default:
 
 test-molecule-docker:
 	scripts/ensure_dockerd.sh
-	@command -v docker-registry >/dev/null || { echo "test-molecule-docker: installing Debian's docker-registry for tests/docker"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
 	tools/offline_images/build.sh
 	$(PYTEST) tests/docker
 	$(BIN)/molecule test -s docker
