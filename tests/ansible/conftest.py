@@ -114,3 +114,14 @@ def renders(
         output, _ = process.communicate(timeout=600)
         results[inventory] = (root, PlaybookRun(process.returncode, output))
     return results
+
+
+def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """Run tools/validate_manifests.py over paths, as CI does."""
+    return subprocess.run(
+        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )

@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, CLUSTERS, INVENTORIES, REPO_ROOT
-
-
-def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+from conftest import BIN, CLUSTERS, INVENTORIES, REPO_ROOT, validate
 
 
 def manifests(directory: Path) -> dict[str, dict]:

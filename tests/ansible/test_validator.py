@@ -7,17 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO_ROOT
-
-
-def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+from conftest import BIN, REPO_ROOT, validate
 
 
 @pytest.fixture
