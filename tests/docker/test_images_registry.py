@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -170,4 +171,17 @@ def test_staging_refuses_bad_image_settings_with_a_message_naming_the_variable(
     result = run_images_role(tmp_path, {**staging_vars(registry, python_base, tag), **override})
     assert result.returncode != 0
     assert named in result.stdout
+    assert "changed=0" in result.stdout
+
+
+def test_staging_refuses_a_missing_image_tag_when_git_cannot_give_one(
+    tmp_path: Path, registry: Registry, python_base: str
+) -> None:
+    # A build context outside any git checkout and no images_tag: there is nothing to tag with.
+    context = tmp_path / "services"
+    shutil.copytree(REPO / "services", context, ignore=shutil.ignore_patterns("__pycache__"))
+    variables = {**staging_vars(registry, python_base, ""), "images_context_dir": str(context)}
+    result = run_images_role(tmp_path, variables)
+    assert result.returncode != 0
+    assert "images_tag is empty and no git commit contains" in result.stdout
     assert "changed=0" in result.stdout
