@@ -125,3 +125,10 @@ def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         cwd=REPO_ROOT,
     )
+
+
+def ansible_playbook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook from the repository root with the test environment."""
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import BIN, INVENTORIES, REPO_ROOT
+from conftest import BIN, INVENTORIES, REPO_ROOT, ansible_playbook
 
 PLAYBOOKS = [
     "site.yml",
@@ -19,21 +19,14 @@ PLAYBOOKS = [
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
 def test_syntax_check_passes(ansible_env, vault_password_file, inventory):
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "--syntax-check",
-            "-i",
-            f"inventories/{inventory}",
-            "--vault-password-file",
-            str(vault_password_file),
-            *PLAYBOOKS,
-        ],
-        cwd=REPO_ROOT,
-        env=ansible_env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = ansible_playbook(
+        ansible_env,
+        "--syntax-check",
+        "-i",
+        f"inventories/{inventory}",
+        "--vault-password-file",
+        str(vault_password_file),
+        *PLAYBOOKS,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, CLUSTERS, INVENTORIES, REPO_ROOT, validate
+from conftest import BIN, CLUSTERS, INVENTORIES, ansible_playbook, validate
 
 
 def manifests(directory: Path) -> dict[str, dict]:
@@ -135,22 +134,9 @@ def test_render_never_writes_secret_values(ansible_env, tmp_path):
             ]
         )
     )
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={BIN / 'python'}",
-            str(playbook),
-        ],
-        cwd=REPO_ROOT,
-        env=ansible_env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = ansible_playbook(
+        ansible_env, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={BIN / 'python'}",
+        str(playbook),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     written = (tmp_path / "out" / "90-test-01-secret-registry.yaml").read_text()
