@@ -29,6 +29,9 @@ from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("jobstack.user_interface")
 
+# How often a submit waiting for a reconnect looks again (it never waits past submit_timeout).
+RECONNECT_POLL_SECONDS = 0.05
+
 
 @dataclasses.dataclass(frozen=True)
 class UserInterfaceSettings(ServiceSettings):
@@ -162,12 +165,16 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         return record
 
     async def _session_before(self, deadline: float) -> Session:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise SubmitFailed(f"not connected to RabbitMQ at {self.settings.host}:{self.settings.port}") from None
-        assert self.session is not None
-        return self.session
+        """The open session, waiting for a reconnect until deadline; never spins on a closed one."""
+        while not self.stopping:
+            session = self.session
+            if self._connected.is_set() and session is not None and not session.closed.done():
+                return session
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SubmitFailed(f"not connected to RabbitMQ at {self.settings.host}:{self.settings.port}")
+            await asyncio.sleep(min(remaining, RECONNECT_POLL_SECONDS))
+        raise SubmitFailed("the user_interface is shutting down")
 
     def _remember(self, record: JobRecord) -> None:
         self._jobs[record.job_id] = record

@@ -120,3 +120,17 @@ def test_a_job_longer_than_two_heartbeats_completes_without_a_reconnect(
     assert result_of(ui, job_id, timeout=20)["status"] == "succeeded"
     assert engine.metric("jobstack_engine_broker_reconnects_total") == 0
     assert not [line for line in engine.log_lines() if line.get("msg") == "lost connection to broker"]
+
+
+def test_submit_during_a_broker_outage_answers_503_and_the_ui_stays_responsive(
+    own_broker: Broker, services: Callable[..., Service]
+) -> None:
+    ui = services("user_interface", own_broker.url(), submit_timeout=1)
+    own_broker.stop()
+    started = time.monotonic()
+    status, body = ui.request("POST", "/jobs", {"type": "integer", "value": 0})
+    assert status == 503 and "not connected to RabbitMQ" in body["error"], body
+    assert time.monotonic() - started < 5  # bounded by submit_timeout, not hanging
+    assert ui.get("/healthz")[0] == 200 and ui.get("/readyz")[0] == 503
+    ui.signal(signal.SIGTERM)
+    assert ui.wait(timeout=20) == 0
