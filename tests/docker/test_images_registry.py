@@ -185,3 +185,13 @@ def test_staging_refuses_a_missing_image_tag_when_git_cannot_give_one(
     assert result.returncode != 0
     assert "images_tag is empty and no git commit contains" in result.stdout
     assert "changed=0" in result.stdout
+
+
+def test_staging_refuses_to_build_an_older_commit_tag_from_this_checkout(
+    tmp_path: Path, registry: Registry, python_base: str
+) -> None:
+    # A rollback with -e images_tag=<old commit> must not build today's code under yesterday's tag.
+    result = run_images_role(tmp_path, staging_vars(registry, python_base, "0123456789ab"))
+    assert result.returncode != 0
+    assert "images_tag 0123456789ab names a commit, but services/ here is at" in result.stdout
+    assert "changed=0" in result.stdout
