@@ -21,7 +21,7 @@ if [ "$purpose" = test ]; then
 elif [ "$environment" = local ] || [ "$environment" = dev ]; then
   # Both run on this machine's Docker: the local target directly, minikube through its docker driver.
   need dockerd docker.io
-  [ "${JOBSTACK_OFFLINE_BASES:-false}" = true ] && need debootstrap debootstrap
+  case "${JOBSTACK_OFFLINE_BASES:-false}" in 1|true|True|yes|on) need debootstrap debootstrap ;; esac
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
