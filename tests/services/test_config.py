@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pika
 import pytest
 
 from .processes import ROOT
@@ -116,3 +118,13 @@ def test_unreachable_broker_exits_1_naming_host_after_retry_budget(name: str) ->
     assert result.returncode == 1
     assert f"cannot connect to RabbitMQ at 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_conflicting_jobs_queue_stops_the_engine_with_one_clear_line(amqp_url: str, services: Any) -> None:
+    # Someone declared the jobs queue as classic: retrying cannot fix that, so say so and exit.
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().queue_declare("jobstack.jobs", durable=True, arguments={"x-queue-type": "classic"})
+    connection.close()
+    engine = services("engine", amqp_url, wait_ready=False)
+    assert engine.wait(timeout=30) == 1
+    assert "refused our topology" in engine.log_text() and "jobstack.jobs" in engine.log_text()
