@@ -69,7 +69,6 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         super().__init__(settings)
         self.reply_queue = settings.reply_queue_prefix + settings.instance_id
         self._jobs: OrderedDict[str, JobRecord] = OrderedDict()
-        self._connected = asyncio.Event()
         self._ack_pending: tuple[Session, int] | None = None
         self._submitted = Counter("jobstack_ui_jobs_submitted", "Jobs confirmed by the broker")
         self._foreign = Counter(
@@ -96,10 +95,6 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             self._ack_soon(session, method.delivery_tag)
 
         await session.consume(self.reply_queue, on_result, prefetch=1000, exclusive=True)
-        self._connected.set()
-
-    async def on_disconnected(self) -> None:
-        self._connected.clear()
 
     def _ack_soon(self, session: Session, delivery_tag: int) -> None:
         """Acknowledge results in batches: one multiple-ack per loop iteration."""
@@ -167,9 +162,10 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
     async def _session_before(self, deadline: float) -> Session:
         """The open session, waiting for a reconnect until deadline; never spins on a closed one."""
         while not self.stopping:
-            session = self.session
-            if self._connected.is_set() and session is not None and not session.closed.done():
-                return session
+            # `ready` is derived from the session itself, which the base class only publishes once
+            # on_connected has declared the topology and started consuming results.
+            if self.ready and self.session is not None:
+                return self.session
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SubmitFailed(f"not connected to RabbitMQ at {self.settings.host}:{self.settings.port}")
