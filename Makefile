@@ -59,4 +59,4 @@ test-minikube:
 
 ## bench: end-to-end throughput and latency of the services (prints JSON lines)
 bench:
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline

@@ -1,7 +1,9 @@
 """End-to-end benchmark: trivial jobs (value 0) through the user_interface's submit path and one engine.
 
-    AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ N=5000 python bench/pipeline.py            # throughput
-    AMQP_URL=... python bench/pipeline.py --rate 500 --seconds 10                           # latency at 500 jobs/s
+    AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ N=5000 python -m bench.pipeline            # throughput
+    AMQP_URL=... python -m bench.pipeline --rate 500 --seconds 10                           # latency at 500 jobs/s
+
+Run it from the repository root (`python -m` puts the root on sys.path for `tools`).
 
 Without AMQP_URL it starts a private Debian rabbitmq-server (as the tests do). Semantics are the
 production ones: persistent messages, publisher confirms on both sides, manual acks, quorum queue.
@@ -19,10 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tools.rabbitmq_local import Broker, free_port
 
-from tests.services.rabbitmq import Broker, free_port
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pika
 import pytest
 
 from .processes import Service
-from .rabbitmq import Broker, ExternalBroker
+from tools.rabbitmq_local import Broker, ExternalBroker
 
 _vhosts = itertools.count(1)
 

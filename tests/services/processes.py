@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .rabbitmq import free_port
+from tools.rabbitmq_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

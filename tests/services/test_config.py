@@ -11,7 +11,7 @@ import pika
 import pytest
 
 from .processes import ROOT
-from .rabbitmq import free_port
+from tools.rabbitmq_local import free_port
 
 sys.path.insert(0, str(ROOT / "services"))
 sys.path.insert(0, str(ROOT / "services" / "engine"))

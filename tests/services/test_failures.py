@@ -11,7 +11,7 @@ from typing import Any
 
 from . import original_protocol as original
 from .processes import Service, wait_for
-from .rabbitmq import Broker
+from tools.rabbitmq_local import Broker
 from .test_pipeline import result_of, submit
 
 

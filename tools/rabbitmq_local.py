@@ -1,4 +1,4 @@
-"""A private RabbitMQ node for tests: Debian's rabbitmq-server on loopback, free ports, a temp dir."""
+"""A private RabbitMQ node on loopback for tests and benchmarks: Debian's rabbitmq-server, free ports, a temp dir."""
 
 from __future__ import annotations
 
