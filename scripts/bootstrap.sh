@@ -18,6 +18,11 @@ if [ "$purpose" = test ]; then
   need debootstrap debootstrap
   need docker-registry docker-registry
   need openssl openssl
+  need promtool prometheus         # promtool check/test rules of the alerts
+  need chromium chromium           # the page's browser test (driven by playwright, no browser download)
+  need wrk wrk                     # the HTTP benchmark
+  need ip iproute2                 # network namespaces of the chaos test
+  need iptables iptables
 elif [ "$environment" = local ] || [ "$environment" = dev ]; then
   # Both run on this machine's Docker: the local target directly, minikube through its docker driver.
   need dockerd docker.io
