@@ -139,7 +139,9 @@ def measure(stack: str, url: str, n: int, window: int, warmup: int, broker_group
             "stack": per_thousand(spent.processes, jobs),
             "broker": per_thousand(spent.broker, jobs),
         },
-        "cpu_basis": f"marginal: run of {n} minus run of {warmup}" if warmup else f"whole run of {n}, start-up included",
+        "cpu_basis": f"marginal: run of {n} minus run of {warmup}"
+        if warmup
+        else f"whole run of {n}, start-up included",
         "method": STACKS[stack][1],
     }
 
@@ -179,7 +181,9 @@ def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
             cells += [row["jobstack_ratio"][key] for key in ("jobs_per_s", "p99_ms", "cpu_machine")]
         body.append([show(cell) for cell in cells])
     widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [columns, *body]]
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [columns, *body]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     notes = [
         "",
@@ -195,8 +199,7 @@ def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         )
         + "machine = whole-machine /proc/stat busy time, broker INCLUDED; stack = its producer and worker "
         "processes; broker = the RabbitMQ node alone.",
-        "jobstack ÷ X: jobstack's figure over X's (jobs/s > 1: jobstack faster; p99 and CPU < 1: jobstack "
-        "lower).",
+        "jobstack ÷ X: jobstack's figure over X's (jobs/s > 1: jobstack faster; p99 and CPU < 1: jobstack lower).",
         *[f"  {stack}: {STACKS[stack][1]}" for stack in (row["stack"] for row in rows)],
         *context_lines(header["context"]),
     ]

@@ -25,8 +25,12 @@ def percentile_ms(ordered_seconds: list[float], fraction: float) -> float | None
 
 def latency_figures(latencies: list[float]) -> dict[str, float | None]:
     ordered = sorted(latencies)
-    return {"p50_ms": percentile_ms(ordered, 0.50), "p90_ms": percentile_ms(ordered, 0.90),
-            "p99_ms": percentile_ms(ordered, 0.99), "max_ms": percentile_ms(ordered, 1.0)}
+    return {
+        "p50_ms": percentile_ms(ordered, 0.50),
+        "p90_ms": percentile_ms(ordered, 0.90),
+        "p99_ms": percentile_ms(ordered, 0.99),
+        "max_ms": percentile_ms(ordered, 1.0),
+    }
 
 
 def run_context() -> dict[str, Any]:

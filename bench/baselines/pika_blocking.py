@@ -50,7 +50,9 @@ def work(url: str, window: int) -> None:
 
 
 def drive(url: str, n: int, window: int) -> dict[str, Any]:
-    worker = common.start_worker([sys.executable, "-m", "bench.baselines.pika_blocking", "work", "--window", str(window)])
+    worker = common.start_worker(
+        [sys.executable, "-m", "bench.baselines.pika_blocking", "work", "--window", str(window)]
+    )
     try:
         common.wait_for_consumer(url, JOBS, worker)
         connection = pika.BlockingConnection(pika.URLParameters(url))
