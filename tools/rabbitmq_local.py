@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import glob
 import json
 import os
@@ -99,17 +100,20 @@ class Broker:
             )
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until the management API answers, or RuntimeError naming the node's log."""
+        """Until this node's management API answers, or RuntimeError naming the node's log."""
         assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited; see {self.base / 'server.out'}")
+                raise RuntimeError(f"rabbitmq-server exited; see {self.base / 'server.out'}\n{self.log_tail()}")
             try:
-                self.api("GET", "/api/overview")
-                return
+                # Another node (of another test run) may hold the port we picked: ask whose API it is.
+                overview = self.api("GET", "/api/overview")
+                if isinstance(overview, dict) and overview.get("node") == self.node:
+                    return
             except OSError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         raise RuntimeError(f"rabbitmq-server did not start within {timeout} s; see {self.base / 'server.out'}")
 
     def stop(self) -> None:
@@ -124,6 +128,14 @@ class Broker:
         if self.owns_epmd:
             stop_epmd(self.env)
         self.process = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the node's own log and console output, for error messages."""
+        tails = []
+        for log in [*sorted((self.base / "log").glob("*.log")), self.base / "server.out"]:
+            with contextlib.suppress(OSError):
+                tails.append(f"{log.name}: " + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
 
     def ctl(self, *arguments: str, tool: str = RABBITMQCTL, timeout: float = 60) -> str:
         """Run rabbitmqctl (or rabbitmq-queues, ...) against this node; its stdout, or RuntimeError."""
@@ -192,13 +204,17 @@ class Cluster:
         for node in self.nodes:
             node.wait_ready(timeout)
         first, joining = self.nodes[0], self.nodes[1:]
-        # stop_app and start_app take seconds each, so the joining nodes do them side by side; the
-        # joins themselves go one at a time (each changes the cluster's membership).
-        with concurrent.futures.ThreadPoolExecutor(len(joining)) as pool:
-            list(pool.map(lambda node: node.ctl("stop_app"), joining))
-            for node in joining:
-                node.ctl("join_cluster", first.node)
-            list(pool.map(lambda node: node.ctl("start_app"), joining))
+        try:
+            # stop_app and start_app take seconds each, so the joining nodes do them side by side;
+            # the joins themselves go one at a time (each changes the cluster's membership).
+            with concurrent.futures.ThreadPoolExecutor(len(joining)) as pool:
+                list(pool.map(lambda node: node.ctl("stop_app"), joining))
+                for node in joining:
+                    node.ctl("join_cluster", first.node)
+                list(pool.map(lambda node: node.ctl("start_app"), joining))
+        except RuntimeError as error:
+            # The caller's cleanup removes the logs: keep what explains the failure in the message.
+            raise RuntimeError(f"{error}\n{first.node} log tail:\n{first.log_tail()}") from None
         deadline = time.monotonic() + timeout
         while sorted(self.running_nodes()) != sorted(node.node for node in self.nodes):
             if time.monotonic() > deadline:
