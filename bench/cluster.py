@@ -24,7 +24,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from bench.measure import context_lines, run_context
+from bench.measure import context_lines, run_context, show, text_table
 from bench.pipeline import run_pipeline
 from tools.rabbitmq_local import Broker, Cluster
 
@@ -62,11 +62,7 @@ def verified_members(target: Broker | Cluster, expected: int) -> tuple[str, list
 
 def status_table(rows: list[dict[str, object]]) -> str:
     columns = ["Node Name", "Raft State", "Log Index", "Commit Index", "Term"]
-    body = [[str(row.get(column, "")) for column in columns] for row in rows]
-    widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [columns, *body]
-    )
+    return "\n".join(text_table(columns, [[show(row.get(column)) for column in columns] for row in rows]))
 
 
 def measure(name: str, url: str, arguments: argparse.Namespace) -> dict[str, Any]:
@@ -117,16 +113,11 @@ def main() -> None:
             cluster_row[f"{key}_vs_1_node"] = round(cluster_row[key] / single_row[key], 2)
 
     columns = ["broker", "quorum members", "jobs/s", "p50 ms", "p99 ms"]
-    body = [
-        [r["broker"], str(len(r["members"])), str(r["jobs_per_s"]), str(r["p50_ms"]), str(r["p99_ms"])] for r in rows
-    ]
+    body = [[show(row[key]) for key in ("broker", "members", "jobs_per_s", "p50_ms", "p99_ms")] for row in rows]
     body.append(
-        ["cluster ÷ 1 node", ""] + [str(cluster_row.get(f"{k}_vs_1_node")) for k in ("jobs_per_s", "p50_ms", "p99_ms")]
+        ["cluster ÷ 1 node", ""] + [show(cluster_row.get(f"{k}_vs_1_node")) for k in ("jobs_per_s", "p50_ms", "p99_ms")]
     )
-    widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
-    print()
-    for line in [columns, ["-" * w for w in widths], *body]:
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+    print("\n" + "\n".join(text_table(columns, body)))
     mode = (
         f"{arguments.rate:g} jobs/s offered for {arguments.seconds:g} s"
         if arguments.rate

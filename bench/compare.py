@@ -47,7 +47,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.measure import CpuSample, context_lines, run_context
+from bench.measure import CpuSample, context_lines, run_context, show, text_table
 from bench.pipeline import run_pipeline
 from tools.rabbitmq_local import Broker
 
@@ -163,10 +163,6 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         }
 
 
-def show(value: object) -> str:
-    return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     columns = ["stack", "jobs/s", "p50 ms", "p99 ms", "CPU s/1k machine", "stack", "broker"]
     with_ratios = any("jobstack_ratio" in row for row in rows)
@@ -180,11 +176,7 @@ def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         if with_ratios:
             cells += [row["jobstack_ratio"][key] for key in ("jobs_per_s", "p99_ms", "cpu_machine")]
         body.append([show(cell) for cell in cells])
-    widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [columns, *body]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = text_table(columns, body)
     notes = [
         "",
         f"N={header['n']} jobs per stack, window={header['window']} in flight (also the worker's prefetch), "

@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.measure import context_lines, latency_figures, percentile_ms, run_context
+from bench.measure import context_lines, latency_figures, percentile_ms, run_context, show, text_table
 from tools.rabbitmq_local import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,20 +211,12 @@ def run_wrk(base_url: str, duration: float, connections: int, poll_ms: float) ->
     }
 
 
-def show(value: object) -> str:
-    return "n/a" if value is None else str(value)
-
-
 def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     columns = ["mode", "req/s", "jobs/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "req p99 ms", "429", "errors"]
     keys = ["mode", "requests_per_s", "finished_jobs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
     keys += ["request_p99_ms", "rejected_429", "errors"]
     body = [[show(row.get(key)) for key in keys] for row in rows]
-    widths = [max(len(line[i]) for line in [columns, *body]) for i in range(len(columns))]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [columns, *body]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = text_table(columns, body)
     notes = [
         "",
         "One engine and one user_interface (default settings) on a private broker "

@@ -33,6 +33,25 @@ def latency_figures(latencies: list[float]) -> dict[str, float | None]:
     }
 
 
+def show(value: object) -> str:
+    """A table cell: n/a for a missing figure, a list by its length (e.g. quorum members)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, list):
+        return str(len(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    """Right-aligned columns under a header and a rule, for a terminal."""
+    widths = [max(len(line[i]) for line in [columns, *rows]) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in [columns, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
 def run_context() -> dict[str, Any]:
     """Date, machine, CPU count and whether the machine was quiet, taken just before a run."""
     cpus = os.cpu_count() or 1

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
 
 from bench.measure import percentile_ms
 
@@ -159,6 +161,36 @@ def wait_for_consumer(url: str, queue: str, worker: subprocess.Popen[bytes], tim
         raise SystemExit(f"bench: no consumer on {queue} within {timeout} s")
     finally:
         connection.close()
+
+
+def run_blocking_producer(
+    url: str, replies: str, n: int, window: int, submit: Callable[[BlockingChannel, bytes], None]
+) -> InFlight:
+    """Keep `window` jobs in flight with `submit(channel, body)`; read results from `replies` with pika.
+
+    The channel is in confirm mode, so a submit that publishes on it waits for the broker's confirm.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(replies, durable=True)
+    flight = InFlight(n, window)
+
+    def on_result(channel: BlockingChannel, method: Basic.Deliver, _: BasicProperties, body: bytes) -> None:
+        job_id, ok = succeeded(body)
+        flight.answered(job_id, ok)
+        channel.basic_ack(method.delivery_tag)
+
+    channel.basic_consume(replies, on_result)
+    deadline = deadline_for(n)
+    while not flight.done and time.monotonic() < deadline:
+        while flight.wants_more():
+            job_id, body = new_job()
+            flight.submitting(job_id)
+            submit(channel, body)
+        connection.process_data_events(time_limit=0.05)
+    connection.close()
+    return flight
 
 
 def check_finished(flight: InFlight, stack: str) -> dict[str, Any]:

@@ -19,14 +19,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Any
 
 import dramatiq
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.spec import Basic, BasicProperties
 
 from bench.baselines import common
 
@@ -86,25 +84,8 @@ def drive(url: str, n: int, window: int) -> dict[str, Any]:
     worker = common.start_worker(worker_command(), dramatiq_queue_prefetch=str(window))
     try:
         common.wait_for_consumer(url, JOBS, worker)
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        channel = connection.channel()
-        channel.queue_declare(REPLIES, durable=True)
-        flight = common.InFlight(n, window)
-
-        def on_result(channel: BlockingChannel, method: Basic.Deliver, _: BasicProperties, body: bytes) -> None:
-            job_id, ok = common.succeeded(body)
-            flight.answered(job_id, ok)
-            channel.basic_ack(method.delivery_tag)
-
-        channel.basic_consume(REPLIES, on_result)
-        deadline = common.deadline_for(n)
-        while not flight.done and time.monotonic() < deadline:
-            while flight.wants_more():
-                job_id, body = common.new_job()
-                flight.submitting(job_id)
-                job.send(body.decode(), REPLIES)
-            connection.process_data_events(time_limit=0.05)
-        connection.close()
+        # Dramatiq publishes on its own connection (confirmed); only the results come through pika.
+        flight = common.run_blocking_producer(url, REPLIES, n, window, lambda _, body: job.send(body.decode(), REPLIES))
     finally:
         common.stop_worker(worker)
     return common.check_finished(flight, "dramatiq")

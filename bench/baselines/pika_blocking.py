@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from typing import Any
 
 import pika
@@ -55,27 +54,12 @@ def drive(url: str, n: int, window: int) -> dict[str, Any]:
     )
     try:
         common.wait_for_consumer(url, JOBS, worker)
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.queue_declare(REPLIES, durable=True)
-        flight = common.InFlight(n, window)
-
-        def on_result(channel: BlockingChannel, method: Basic.Deliver, _: BasicProperties, body: bytes) -> None:
-            job_id, ok = common.succeeded(body)
-            flight.answered(job_id, ok)
-            channel.basic_ack(method.delivery_tag)
-
-        channel.basic_consume(REPLIES, on_result)
         properties = pika.BasicProperties(delivery_mode=2, reply_to=REPLIES, content_type="application/json")
-        deadline = common.deadline_for(n)
-        while not flight.done and time.monotonic() < deadline:
-            while flight.wants_more():
-                job_id, body = common.new_job()
-                flight.submitting(job_id)
-                channel.basic_publish("", JOBS, body, properties, mandatory=True)
-            connection.process_data_events(time_limit=0.05)
-        connection.close()
+
+        def submit(channel: BlockingChannel, body: bytes) -> None:
+            channel.basic_publish("", JOBS, body, properties, mandatory=True)  # returns once confirmed
+
+        flight = common.run_blocking_producer(url, REPLIES, n, window, submit)
     finally:
         common.stop_worker(worker)
     return common.check_finished(flight, "pika")
