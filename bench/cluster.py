@@ -104,6 +104,8 @@ def main() -> None:
             print(f"bench: {name}: measured run ...", file=sys.stderr, flush=True)
             figures = measure(name, target.url(), arguments)
             rows.append({"bench": "cluster", "broker": name, "jobs_queue": queue, "members": members, **figures})
+            if target is single:
+                single.stop()  # its CPU is the cluster's from here on
     finally:
         cluster.cleanup()
         single.cleanup()
@@ -124,6 +126,10 @@ def main() -> None:
         else (f"N={arguments.n}, window={arguments.window}")
     )
     print(f"\nbench.pipeline.run_pipeline ({mode}), one engine and one user_interface, connected to the first node.")
+    print(
+        "All nodes share this machine: replication here costs CPU and loopback round trips, not network latency."
+        " The cluster idled during the 1-node run; the single node was stopped before the cluster's runs."
+    )
     print("\n".join(context_lines(context)))
     print(json.dumps({"bench": "cluster", "context": context, "cluster_size": CLUSTER_SIZE}))
     for row in rows:

@@ -84,8 +84,11 @@ def drive(url: str, n: int, window: int) -> dict[str, Any]:
     worker = common.start_worker(worker_command(), dramatiq_queue_prefetch=str(window))
     try:
         common.wait_for_consumer(url, JOBS, worker)
-        # Dramatiq publishes on its own connection (confirmed); only the results come through pika.
-        flight = common.run_blocking_producer(url, REPLIES, n, window, lambda _, body: job.send(body.decode(), REPLIES))
+
+        def submit(_: BlockingChannel, body: bytes) -> None:
+            job.send(body.decode(), REPLIES)  # on Dramatiq's own connection, confirmed; results come through pika
+
+        flight = common.run_blocking_producer(url, REPLIES, n, window, submit)
     finally:
         common.stop_worker(worker)
     return common.check_finished(flight, "dramatiq")
