@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 from typing import Any
 
@@ -94,15 +93,8 @@ def work(url: str, window: int) -> None:
 
 
 def drive(url: str, n: int, window: int) -> dict[str, Any]:
-    worker = common.start_worker(
-        [sys.executable, "-m", "bench.baselines.aio_pika_stack", "work", "--window", str(window)]
-    )
-    try:
-        common.wait_for_consumer(url, JOBS, worker)
-        flight = asyncio.run(_drive(url, n, window))
-    finally:
-        common.stop_worker(worker)
-    return common.check_finished(flight, "aio-pika")
+    worker = common.module_worker("bench.baselines.aio_pika_stack", window)
+    return common.with_worker("aio-pika", worker, url, JOBS, lambda: asyncio.run(_drive(url, n, window)))
 
 
 if __name__ == "__main__":

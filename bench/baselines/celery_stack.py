@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 from typing import Any
 
@@ -66,29 +65,26 @@ def work(url: str, window: int) -> None:
     )
 
 
+def _produce(n: int, window: int) -> common.InFlight:
+    flight = common.InFlight(n, window)
+
+    def answered(result: AsyncResult) -> None:
+        flight.answered(result.id, result.successful())
+
+    deadline = common.deadline_for(n)
+    while not flight.done and time.monotonic() < deadline:
+        while flight.wants_more():
+            job_id, body = common.new_job()
+            flight.submitting(job_id)
+            job.apply_async((body.decode(),), task_id=job_id).then(answered)
+        with contextlib.suppress(TimeoutError):  # a stalled run still meets its deadline
+            app.backend.result_consumer.drain_events(timeout=1)
+    return flight
+
+
 def drive(url: str, n: int, window: int) -> dict[str, Any]:
-    worker = common.start_worker(
-        [sys.executable, "-m", "bench.baselines.celery_stack", "work", "--window", str(window)]
-    )
-    try:
-        common.wait_for_consumer(url, JOBS, worker)
-        flight = common.InFlight(n, window)
-
-        def answered(result: AsyncResult) -> None:
-            ok = result.successful()
-            flight.answered(result.id, ok)
-
-        deadline = common.deadline_for(n)
-        while not flight.done and time.monotonic() < deadline:
-            while flight.wants_more():
-                job_id, body = common.new_job()
-                flight.submitting(job_id)
-                job.apply_async((body.decode(),), task_id=job_id).then(answered)
-            with contextlib.suppress(TimeoutError):  # a stalled run still meets its deadline
-                app.backend.result_consumer.drain_events(timeout=1)
-    finally:
-        common.stop_worker(worker)
-    return common.check_finished(flight, "celery")
+    worker = common.module_worker("bench.baselines.celery_stack", window)
+    return common.with_worker("celery", worker, url, JOBS, lambda: _produce(n, window))
 
 
 if __name__ == "__main__":

@@ -163,6 +163,23 @@ def wait_for_consumer(url: str, queue: str, worker: subprocess.Popen[bytes], tim
         connection.close()
 
 
+def with_worker(
+    stack: str, worker: subprocess.Popen[bytes], url: str, jobs: str, produce: Callable[[], InFlight]
+) -> dict[str, Any]:
+    """Once `worker` consumes `jobs`, run `produce`; stop the worker whatever happens; the run's figures."""
+    try:
+        wait_for_consumer(url, jobs, worker)
+        flight = produce()
+    finally:
+        stop_worker(worker)
+    return check_finished(flight, stack)
+
+
+def module_worker(module: str, window: int) -> subprocess.Popen[bytes]:
+    """`python -m <module> work --window W`: the worker of a baseline that has its own `work`."""
+    return start_worker([sys.executable, "-m", module, "work", "--window", str(window)])
+
+
 def run_blocking_producer(
     url: str, replies: str, n: int, window: int, submit: Callable[[BlockingChannel, bytes], None]
 ) -> InFlight:

@@ -81,17 +81,13 @@ def work(url: str, window: int) -> None:
 
 
 def drive(url: str, n: int, window: int) -> dict[str, Any]:
+    def submit(_: BlockingChannel, body: bytes) -> None:
+        job.send(body.decode(), REPLIES)  # on Dramatiq's own connection, confirmed; results come through pika
+
     worker = common.start_worker(worker_command(), dramatiq_queue_prefetch=str(window))
-    try:
-        common.wait_for_consumer(url, JOBS, worker)
-
-        def submit(_: BlockingChannel, body: bytes) -> None:
-            job.send(body.decode(), REPLIES)  # on Dramatiq's own connection, confirmed; results come through pika
-
-        flight = common.run_blocking_producer(url, REPLIES, n, window, submit)
-    finally:
-        common.stop_worker(worker)
-    return common.check_finished(flight, "dramatiq")
+    return common.with_worker(
+        "dramatiq", worker, url, JOBS, lambda: common.run_blocking_producer(url, REPLIES, n, window, submit)
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ reply queue through the default exchange, as jobstack's do.
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Any
 
 import pika
@@ -49,20 +48,15 @@ def work(url: str, window: int) -> None:
 
 
 def drive(url: str, n: int, window: int) -> dict[str, Any]:
-    worker = common.start_worker(
-        [sys.executable, "-m", "bench.baselines.pika_blocking", "work", "--window", str(window)]
+    properties = pika.BasicProperties(delivery_mode=2, reply_to=REPLIES, content_type="application/json")
+
+    def submit(channel: BlockingChannel, body: bytes) -> None:
+        channel.basic_publish("", JOBS, body, properties, mandatory=True)  # returns once confirmed
+
+    worker = common.module_worker("bench.baselines.pika_blocking", window)
+    return common.with_worker(
+        "pika", worker, url, JOBS, lambda: common.run_blocking_producer(url, REPLIES, n, window, submit)
     )
-    try:
-        common.wait_for_consumer(url, JOBS, worker)
-        properties = pika.BasicProperties(delivery_mode=2, reply_to=REPLIES, content_type="application/json")
-
-        def submit(channel: BlockingChannel, body: bytes) -> None:
-            channel.basic_publish("", JOBS, body, properties, mandatory=True)  # returns once confirmed
-
-        flight = common.run_blocking_producer(url, REPLIES, n, window, submit)
-    finally:
-        common.stop_worker(worker)
-    return common.check_finished(flight, "pika")
 
 
 if __name__ == "__main__":
