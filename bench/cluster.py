@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -109,6 +110,7 @@ def main() -> None:
     finally:
         cluster.cleanup()
         single.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
     single_row, cluster_row = rows
     for key in ("jobs_per_s", "p50_ms", "p99_ms"):
         if single_row.get(key) and cluster_row.get(key):
