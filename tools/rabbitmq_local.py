@@ -254,7 +254,14 @@ class Cluster:
         stop_epmd(self.nodes[0].env)
 
     def cleanup(self) -> None:
-        self.stop()
+        """Kill every node at once: their data is deleted next, so a graceful stop would only cost seconds."""
+        for node in self.nodes:
+            if node.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.process.pid, signal.SIGKILL)
+                node.process.wait()
+                node.process = None
+        stop_epmd(self.nodes[0].env)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
