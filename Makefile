@@ -60,3 +60,17 @@ test-minikube:
 ## bench: end-to-end throughput and latency of the services (prints JSON lines)
 bench:
 	$(BIN)/python -m bench.pipeline
+
+.PHONY: bench-compare bench-http bench-cluster
+## bench-compare: jobstack beside Celery, Dramatiq, aio-pika and pika on one private broker (installs bench/requirements.txt)
+bench-compare:
+	$(BIN)/pip install -q -r bench/requirements.txt
+	$(BIN)/python -m bench.compare
+
+## bench-http: POST /jobs + polling GET /jobs/<id> through one user_interface and one engine, fixed rate and flat out (wrk)
+bench-http:
+	$(BIN)/python -m bench.http
+
+## bench-cluster: the pipeline on a 3-node RabbitMQ cluster beside a 1-node broker (what replication costs)
+bench-cluster:
+	$(BIN)/python -m bench.cluster
