@@ -138,12 +138,17 @@ def parse_markdown(path: Path) -> Document:
             return
         first = paragraph[0][0]
         text = "\n".join(line for _, line in paragraph)
-        for match in CODE_SPAN.finditer(text):
-            document.code_spans.append((first + text.count("\n", 0, match.start()), match.group(2)))
         plain = _blank_code_spans(text)
+        # Code in the text of a link to another site names that site's files (`cmd/main.go`), not ours.
+        elsewhere: list[range] = []
         for match in itertools.chain(INLINE_LINK.finditer(plain), REFERENCE_DEFINITION.finditer(plain)):
             target = match.group(1).strip("<>")
             document.links.append((first + plain.count("\n", 0, match.start()), target))
+            if URL_SCHEME.match(target):
+                elsewhere.append(range(match.start(), match.end()))
+        for match in CODE_SPAN.finditer(text):
+            if not any(match.start() in span for span in elsewhere):
+                document.code_spans.append((first + text.count("\n", 0, match.start()), match.group(2)))
         document.anchors.update(HTML_ANCHOR.findall(text))
         paragraph.clear()
 

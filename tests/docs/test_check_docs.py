@@ -41,7 +41,8 @@ README = """\
 # Fixture
 
 Read [the guide](docs/guide.md), its [second section](docs/guide.md#scaling-the-engine-1) and
-[this file's own section](#try-it). A [site](https://example.com/x.md#nowhere) is not checked.
+[this file's own section](#try-it). A [site](https://example.com/x.md#nowhere) is not checked, nor
+the names in [`cmd/main.go` of another project](https://example.com/cmd/main.go).
 
 ## Try it
 
@@ -138,21 +139,21 @@ def test_a_clean_fixture_has_no_finding(fixture_repo):
             "README.md",
             "make test\n",
             "make tests\n",
-            "README.md:9: make target 'tests' is not in the Makefile",
+            "README.md:10: make target 'tests' is not in the Makefile",
             id="unknown-make-target-in-a-code-block",
         ),
         pytest.param(
             "README.md",
             "`make deploy ENV=local`",
             "`make deploy-all ENV=local`",
-            "README.md:13: make target 'deploy-all' is not in the Makefile",
+            "README.md:14: make target 'deploy-all' is not in the Makefile",
             id="unknown-make-target-in-backticks",
         ),
         pytest.param(
             "README.md",
             "sets\n`engine_replicas`",
             "sets\n`engine_replica`",
-            "README.md:14: variable engine_replica is not set in any role's defaults, vars, "
+            "README.md:15: variable engine_replica is not set in any role's defaults, vars, "
             "argument specs or inventory",
             id="unknown-variable",
         ),
@@ -160,7 +161,7 @@ def test_a_clean_fixture_has_no_finding(fixture_repo):
             "README.md",
             "jobstack_region: ap-south-1",
             "jobstack_regoin: ap-south-1",
-            "README.md:22: variable jobstack_regoin is not set in any role's defaults, vars, "
+            "README.md:23: variable jobstack_regoin is not set in any role's defaults, vars, "
             "argument specs or inventory",
             id="unknown-variable-in-a-yaml-block",
         ),
@@ -175,21 +176,21 @@ def test_a_clean_fixture_has_no_finding(fixture_repo):
             "README.md",
             "tools/tool.py",
             "tools/tool2.py",
-            "README.md:10: path tools/tool2.py does not exist",
+            "README.md:11: path tools/tool2.py does not exist",
             id="missing-path-in-a-shell-block",
         ),
         pytest.param(
             "README.md",
             "`inventories/<env>/group_vars/all/engine.yml`",
             "`inventories/<env>/group_vars/all/engines.yml`",
-            "README.md:13: path inventories/<env>/group_vars/all/engines.yml does not exist",
+            "README.md:14: path inventories/<env>/group_vars/all/engines.yml does not exist",
             id="placeholder-path-that-matches-nothing",
         ),
         pytest.param(
             "README.md",
             "`inventories/dev/group_vars/ap_south/main.yml`",
             "`inventories/dev/grop_vars/ap_south/main.yml`",
-            "README.md:18: path inventories/dev/grop_vars/ap_south/main.yml does not exist",
+            "README.md:19: path inventories/dev/grop_vars/ap_south/main.yml does not exist",
             id="example-name-does-not-excuse-a-typo-elsewhere",
         ),
     ],
@@ -202,7 +203,7 @@ def test_one_broken_name_gives_exactly_one_finding(fixture_repo, file, old, new,
 def test_an_undeclared_example_path_is_a_finding(fixture_repo):
     replace(fixture_repo / "README.md", "<!-- check_docs: examples ap_south -->\n", "")
     assert lines_of(check(fixture_repo)) == [
-        "README.md:17: path inventories/dev/group_vars/ap_south/main.yml does not exist"
+        "README.md:18: path inventories/dev/group_vars/ap_south/main.yml does not exist"
     ]
 
 
@@ -215,7 +216,7 @@ def test_the_command_prints_one_line_per_finding_and_exits_1(fixture_repo):
     assert run.returncode == 1
     assert run.stdout.splitlines() == [
         "README.md:3: link target docs/gide.md does not exist",
-        "README.md:9: make target 'tests' is not in the Makefile",
+        "README.md:10: make target 'tests' is not in the Makefile",
     ]
 
 
