@@ -11,7 +11,8 @@ tools/**/README.md it checks:
   an extension or starts with a top-level entry of the repository; `<placeholder>` and `*` match
   any one path component);
 - every `make <target>` in backticks or in a fenced code block names a target of the Makefile;
-- every variable name written in backticks that starts with a role's prefix or `jobstack_` is set
+- every variable name written in backticks (inline, in a shell block, or as a key of a YAML block)
+  that starts with a role's prefix or `jobstack_` is set
   in some role's defaults/main.yml, vars/main.yml or meta/argument_specs.yml, or in an inventory
   (exported metric names and Python packages of the repository are names too, not variables).
 
@@ -475,9 +476,10 @@ class Checker:
                     yield line, f"make target {target!r} is not in the Makefile"
 
     def check_variables(self, document: Document) -> Iterator[tuple[int, str]]:
-        # In YAML blocks only the keys count (values are strings, Jinja, examples of anything).
+        # Shell blocks count whole (`-e name=value`); in YAML blocks only the keys count (values are
+        # strings, Jinja, examples of anything).
         keys = ((line, match.group(1)) for line, text in document.yaml_lines if (match := YAML_KEY.match(text)))
-        for line, span in itertools.chain(document.code_spans, keys):
+        for line, span in itertools.chain(document.code_spans, document.shell_lines, keys):
             for name in self.repo.variable_pattern.findall(span):
                 if not self.repo.is_known_name(name):
                     yield line, f"variable {name} is not set in any role's defaults, vars, argument specs or inventory"

@@ -62,6 +62,10 @@ To add a region, create `inventories/dev/group_vars/ap_south/main.yml`.
 engine_replicas: 2
 jobstack_region: ap-south-1
 ```
+
+```sh
+ansible-playbook site.yml -i inventories/dev -e engine_replicas=3
+```
 """
 
 FILES = {
@@ -164,6 +168,14 @@ def test_a_clean_fixture_has_no_finding(fixture_repo):
             "README.md:23: variable jobstack_regoin is not set in any role's defaults, vars, "
             "argument specs or inventory",
             id="unknown-variable-in-a-yaml-block",
+        ),
+        pytest.param(
+            "README.md",
+            "-e engine_replicas=3",
+            "-e engine_replcias=3",
+            "README.md:27: variable engine_replcias is not set in any role's defaults, vars, "
+            "argument specs or inventory",
+            id="unknown-variable-in-a-shell-block",
         ),
         pytest.param(
             "docs/guide.md",
