@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 RESULTS := $(CURDIR)/build/test-results
 PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@.xml
 
-.PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-ansible \
+.PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-ansible test-docs \
         test-molecule-default test-molecule-docker test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
@@ -19,7 +19,7 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint lint-python test-services test-bench test-ansible test-molecule-default test-molecule-docker test-minikube
+test: bootstrap-test lint lint-python test-services test-bench test-ansible test-docs test-molecule-default test-molecule-docker test-minikube
 	@$(BIN)/python tools/test_summary.py $(RESULTS)
 
 bootstrap-test:
@@ -44,6 +44,10 @@ test-bench:
 
 test-ansible:
 	$(PYTEST) tests/ansible
+
+## test-docs: links, anchors, paths, make targets and variable names in the docs exist (tools/check_docs.py)
+test-docs:
+	$(PYTEST) tests/docs
 
 test-molecule-default:
 	$(BIN)/molecule test -s default
