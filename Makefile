@@ -26,9 +26,13 @@ bootstrap-test:
 	scripts/bootstrap.sh test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 
+# ansible-lint caches collections under ANSIBLE_HOME; the project's own .ansible/ keeps a copy of
+# jobstack.deploy installed elsewhere (~/.ansible) from shadowing this checkout.
 lint:
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint
+	ANSIBLE_HOME=$(CURDIR)/.ansible $(BIN)/ansible-lint
+	$(BIN)/ruff check plugins
+	$(BIN)/ruff format --check plugins
 
 lint-python:
 	$(BIN)/ruff check services bench tests tools

@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     crds = CrdCatalog(CRDS_DIR)
     if not crds.schemas:
-        print(f"validate_manifests: no CustomResourceDefinition in {CRDS_DIR} (see tools/crds/README.md)", file=sys.stderr)
+        print(
+            f"validate_manifests: no CustomResourceDefinition in {CRDS_DIR} (see tools/crds/README.md)", file=sys.stderr
+        )
         return 2
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from conftest import BIN, REPO_ROOT, ansible_playbook
 
 ROLES = sorted(path for path in (REPO_ROOT / "roles").iterdir() if (path / "meta" / "argument_specs.yml").is_file())
 # A value that each type refuses (strings are refused through their choices).
-WRONG = {"int": "not-a-number", "bool": "perhaps", "dict": "not-a-dict", "list": {"not": "a list"}, "float": "not-a-number"}
+WRONG = {
+    "int": "not-a-number",
+    "bool": "perhaps",
+    "dict": "not-a-dict",
+    "list": {"not": "a list"},
+    "float": "not-a-number",
+}
 
 
 def entry_points() -> list[tuple[str, str, dict[str, Any]]]:
@@ -39,52 +43,80 @@ def wrong_value(options: dict[str, Any]) -> tuple[str, Any]:
 
 def test_every_entry_point_has_its_task_file_and_every_task_file_called_from_outside_has_an_entry_point():
     for role, entry, _ in entry_points():
-        assert (REPO_ROOT / "roles" / role / "tasks" / f"{entry}.yml").is_file(), f"{role}: entry point {entry} has no tasks/{entry}.yml"
+        assert (REPO_ROOT / "roles" / role / "tasks" / f"{entry}.yml").is_file(), (
+            f"{role}: entry point {entry} has no tasks/{entry}.yml"
+        )
     declared = {(role, entry) for role, entry, _ in entry_points()}
-    sources = [*REPO_ROOT.glob("playbooks/*.yml"), *REPO_ROOT.glob("roles/*/tasks/*.yml"), *REPO_ROOT.glob("molecule/*/*.yml")]
+    sources = [
+        *REPO_ROOT.glob("playbooks/*.yml"),
+        *REPO_ROOT.glob("roles/*/tasks/*.yml"),
+        *REPO_ROOT.glob("molecule/*/*.yml"),
+    ]
     sources += [*REPO_ROOT.glob("molecule/*/*/*.yml")]
     calls = []
     for path in sources:
         text = path.read_text()
-        for role, rest in re.findall(r"name: jobstack\.deploy\.(\w+)\n((?:\s+(?:tasks_from|apply|tags|public):.*\n)*)", text):
+        for role, rest in re.findall(
+            r"name: jobstack\.deploy\.(\w+)\n((?:\s+(?:tasks_from|apply|tags|public):.*\n)*)", text
+        ):
             tasks_from = re.search(r"tasks_from: (\S+)", rest)
             calls.append((path, role, tasks_from.group(1) if tasks_from else "main"))
     assert calls
     for path, role, entry in calls:
         entries = ["kubernetes", "docker"] if entry == '"{{' else [entry]
         for name in entries:
-            assert (role, name) in declared, f"{path.relative_to(REPO_ROOT)} calls {role} entry point {name}, which has no spec"
+            assert (role, name) in declared, (
+                f"{path.relative_to(REPO_ROOT)} calls {role} entry point {name}, which has no spec"
+            )
 
 
 def test_every_entry_point_with_options_refuses_a_wrong_type_before_its_tasks_run(ansible_env, tmp_path):
     cases = [(role, entry, *wrong_value(options)) for role, entry, options in entry_points() if options]
     # Entry points without options are the mains of the internal roles (they refuse to run at all).
-    assert {(role, entry) for role, entry, options in entry_points() if not options} == {("_common", "main"), ("_service", "main")}
+    assert {(role, entry) for role, entry, options in entry_points() if not options} == {
+        ("_common", "main"),
+        ("_service", "main"),
+    }
     tasks: list[dict[str, Any]] = []
     for role, entry, option, value in cases:
         tasks.append(
             {
                 "name": f"Entry point {role} {entry}",
+                "vars": {"__entry": f"{role} {entry}"},
                 "block": [
                     {
                         "name": f"Import {role} {entry}",
                         "ansible.builtin.import_role": {"name": f"jobstack.deploy.{role}", "tasks_from": entry},
                         "vars": {option: value},
                     },
-                    {"name": "Not refused", "ansible.builtin.set_fact": {"outcomes": "{{ outcomes + [{'entry': '%s %s', 'refused': false}] }}" % (role, entry)}},
+                    {
+                        "name": "Not refused",
+                        "ansible.builtin.set_fact": {
+                            "outcomes": "{{ outcomes + [{'entry': __entry, 'refused': false}] }}"
+                        },
+                    },
                 ],
                 "rescue": [
                     {
                         "name": "Refused",
                         "ansible.builtin.set_fact": {
-                            "outcomes": "{{ outcomes + [{'entry': '%s %s', 'refused': true, 'task': ansible_failed_task.name, "
-                            "'msg': ansible_failed_result.msg | default('')}] }}" % (role, entry)
+                            "outcomes": "{{ outcomes + [{'entry': __entry, 'refused': true,"
+                            " 'task': ansible_failed_task.name, 'msg': ansible_failed_result.msg | default('')}] }}"
                         },
                     }
                 ],
             }
         )
-    tasks.append({"name": "Write the outcomes", "ansible.builtin.copy": {"content": "{{ outcomes | to_json }}", "dest": str(tmp_path / "outcomes.json"), "mode": "0644"}})
+    tasks.append(
+        {
+            "name": "Write the outcomes",
+            "ansible.builtin.copy": {
+                "content": "{{ outcomes | to_json }}",
+                "dest": str(tmp_path / "outcomes.json"),
+                "mode": "0644",
+            },
+        }
+    )
     playbook = tmp_path / "entry_points.yml"
     play = {
         "name": "Every entry point with a wrong type",

@@ -28,7 +28,13 @@ def test_a_throwaway_environment_renders_and_validates(ansible_env, vault_passwo
     inventory = throwaway_inventory(tmp_path, source, name)
     render_root = tmp_path / "rendered"
     result = ansible_playbook(
-        ansible_env, "site.yml", "-i", str(inventory), "--vault-password-file", str(vault_password_file), *render_args(render_root)
+        ansible_env,
+        "site.yml",
+        "-i",
+        str(inventory),
+        "--vault-password-file",
+        str(vault_password_file),
+        *render_args(render_root),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     clusters = sorted(path.name for path in (render_root / name).iterdir())

@@ -66,9 +66,22 @@ def test_the_artifact_holds_what_a_user_needs_and_no_test_scaffolding(artifact: 
     ):
         assert needed in names, needed
     tops = {name.split("/")[0] for name in names}
-    for unwanted in ("molecule", "tests", "inventories", "collections", "scripts", "bench", ".ci", "Makefile", "site.yml", "ansible.cfg"):
+    for unwanted in (
+        "molecule",
+        "tests",
+        "inventories",
+        "collections",
+        "scripts",
+        "bench",
+        ".ci",
+        "Makefile",
+        "site.yml",
+        "ansible.cfg",
+    ):
         assert unwanted not in tops, unwanted
-    assert not [name for name in names if name.startswith("tools/") and not name.startswith("tools/offline_images")], names
+    assert not [name for name in names if name.startswith("tools/") and not name.startswith("tools/offline_images")], (
+        names
+    )
     assert not [name for name in names if "__pycache__" in name or name.startswith("changelogs/fragments/")]
 
 
@@ -83,9 +96,14 @@ def installed_renders(installed: dict[str, str], tmp_path_factory: pytest.TempPa
         root = project / "rendered-by-collection"
         command = [str(BIN / "ansible-playbook"), "jobstack.deploy.site", "-i", f"inventories/{inventory}"]
         command += ["--vault-password-file", str(vault_password_file), *render_args(root)]
-        process = subprocess.Popen(command, cwd=project, env=installed, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, cwd=project, env=installed, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         started[inventory] = (root, process)
-    return {inventory: (root, process.communicate(timeout=600)[0], process.returncode) for inventory, (root, process) in started.items()}
+    return {
+        inventory: (root, process.communicate(timeout=600)[0], process.returncode)
+        for inventory, (root, process) in started.items()
+    }
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
@@ -96,19 +114,37 @@ def test_the_installed_collection_renders_every_inventory_as_the_checkout_does(i
     assert re.search(r"TASK \[jobstack\.deploy\.images : Set the image references", output)
     checkout_root, _ = renders[inventory]
     ours = {path.relative_to(root): path.read_bytes() for path in (root / inventory).rglob("*") if path.is_file()}
-    theirs = {path.relative_to(checkout_root): path.read_bytes() for path in (checkout_root / inventory).rglob("*") if path.is_file()}
+    theirs = {
+        path.relative_to(checkout_root): path.read_bytes()
+        for path in (checkout_root / inventory).rglob("*")
+        if path.is_file()
+    }
     assert ours and ours == theirs
 
 
-def test_ansible_doc_shows_every_role_and_entry_point_of_the_installed_collection(installed: dict[str, str], tmp_path: Path):
+def test_ansible_doc_shows_every_role_and_entry_point_of_the_installed_collection(
+    installed: dict[str, str], tmp_path: Path
+):
     listing = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "role", "-l", "jobstack.deploy"], env=installed, cwd=tmp_path, capture_output=True, text=True, check=True
+        [str(BIN / "ansible-doc"), "-t", "role", "-l", "jobstack.deploy"],
+        env=installed,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for role in ROLES:
         assert re.search(rf"^jobstack\.deploy\.{role}\b", listing, flags=re.MULTILINE), role
-        entry_points = yaml.safe_load((REPO_ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        entry_points = yaml.safe_load((REPO_ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())[
+            "argument_specs"
+        ]
         doc = subprocess.run(
-            [str(BIN / "ansible-doc"), "-t", "role", f"jobstack.deploy.{role}"], env=installed, cwd=tmp_path, capture_output=True, text=True, check=True
+            [str(BIN / "ansible-doc"), "-t", "role", f"jobstack.deploy.{role}"],
+            env=installed,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         # ansible-doc marks the name (*name* without a terminal); the short description follows.
         shown = re.findall(r"^ENTRY POINT: \W*(\w+)\W* - ", doc, flags=re.MULTILINE)
@@ -117,6 +153,8 @@ def test_ansible_doc_shows_every_role_and_entry_point_of_the_installed_collectio
 
 def test_the_changelog_is_kept_with_fragments_that_lint():
     for command in (["lint"], ["lint-changelog-yaml", "changelogs/changelog.yaml"]):
-        result = subprocess.run([str(BIN / "antsibull-changelog"), *command], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [str(BIN / "antsibull-changelog"), *command], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
     assert list((REPO_ROOT / "changelogs" / "fragments").glob("*.yml"))

@@ -27,7 +27,15 @@ def test_syntax_check_passes(ansible_env, vault_password_file, inventory):
 
 def host_vars(ansible_env, vault_password_file, inventory: str, host: str) -> dict:
     result = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", f"inventories/{inventory}", "--vault-password-file", str(vault_password_file), "--host", host],
+        [
+            str(BIN / "ansible-inventory"),
+            "-i",
+            f"inventories/{inventory}",
+            "--vault-password-file",
+            str(vault_password_file),
+            "--host",
+            host,
+        ],
         cwd=REPO_ROOT,
         env=ansible_env,
         capture_output=True,
@@ -53,7 +61,13 @@ def test_inventory_layers_environment_region_and_cluster_values(ansible_env, vau
 def test_an_inventory_states_only_what_differs_from_the_base_layer(ansible_env, vault_password_file):
     # The base (role defaults and roles/_common/defaults/main.yml) is not restated by any inventory.
     staging = host_vars(ansible_env, vault_password_file, "staging", "staging-eu-west-1")
-    for name in ("jobstack_namespace", "jobstack_target", "jobstack_render_dir", "ansible_connection", "engine_keda_queue_length"):
+    for name in (
+        "jobstack_namespace",
+        "jobstack_target",
+        "jobstack_render_dir",
+        "ansible_connection",
+        "engine_keda_queue_length",
+    ):
         assert name not in staging, f"inventories/staging restates {name}"
 
 

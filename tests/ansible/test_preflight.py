@@ -1,4 +1,4 @@
-"""Invalid inventory values stop site.yml in preflight: one failure, whose message names the variable, and no file written."""
+"""Invalid inventory values stop site.yml in preflight: one failure whose message names the variable, no file."""
 
 from __future__ import annotations
 
@@ -15,18 +15,30 @@ CASES = [
         id="environment-name-not-a-dns-label",
     ),
     pytest.param("dev", {"jobstack_target": "vm"}, "jobstack_target", id="unknown-target"),
-    pytest.param("dev", {"engine_replicas": 0}, "engine_replicas must be at least 1, got 0", id="engine-replicas-below-1"),
+    pytest.param(
+        "dev", {"engine_replicas": 0}, "engine_replicas must be at least 1, got 0", id="engine-replicas-below-1"
+    ),
     pytest.param(
         "production",
         {"rabbitmq_cluster_replicas": 1},
         "rabbitmq_cluster_replicas is 1 but must be at least 3 in production",
         id="production-rabbitmq-replicas",
     ),
-    pytest.param("staging", {"images_tag": "latest"}, "images_tag must not be 'latest' in staging", id="latest-tag-for-a-registry"),
     pytest.param(
-        "production", {"images_registry": ""}, "images_registry must be set for production", id="no-registry-in-production"
+        "staging",
+        {"images_tag": "latest"},
+        "images_tag must not be 'latest' in staging",
+        id="latest-tag-for-a-registry",
     ),
-    pytest.param("staging", {"images_registry": ""}, "images_registry must be set for staging", id="no-registry-in-staging"),
+    pytest.param(
+        "production",
+        {"images_registry": ""},
+        "images_registry must be set for production",
+        id="no-registry-in-production",
+    ),
+    pytest.param(
+        "staging", {"images_registry": ""}, "images_registry must be set for staging", id="no-registry-in-staging"
+    ),
     pytest.param(
         "dev",
         {"engine_resources": {"requests": {"cpu": "lots"}}},
@@ -46,7 +58,10 @@ CASES = [
         id="malformed-broker-memory",
     ),
     pytest.param(
-        "dev", {"engine_config": {"jobs_queue": "other"}}, "engine_config must not set jobs_queue", id="topology-key-in-config"
+        "dev",
+        {"engine_config": {"jobs_queue": "other"}},
+        "engine_config must not set jobs_queue",
+        id="topology-key-in-config",
     ),
     pytest.param(
         "staging",
@@ -66,7 +81,12 @@ CASES = [
 @pytest.mark.parametrize(("inventory", "extra", "message"), CASES)
 def test_invalid_value_stops_the_run_in_preflight_with_one_message(run_playbook, tmp_path, inventory, extra, message):
     run = run_playbook(
-        "site.yml", inventory, "-e", json.dumps(extra), render_root=tmp_path, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+        "site.yml",
+        inventory,
+        "-e",
+        json.dumps(extra),
+        render_root=tmp_path,
+        env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
     )
     assert run.returncode != 0
     results = json_results(run.output)

@@ -38,7 +38,10 @@ def test_render_writes_every_cluster_of_a_kubernetes_inventory(renders, inventor
         for kind in ("Namespace", "RabbitmqCluster", "Deployment", "Service", "NetworkPolicy", "ConfigMap"):
             assert kind in kinds, f"{cluster}: no {kind} rendered"
         assert any(path.suffix == ".url" for path in directory.iterdir()), "release manifests are pointers"
-    assert f"Render mode wrote {len(list((root / inventory / CLUSTERS[inventory][0]).glob('*.yaml')))} manifests" in run.output
+    assert (
+        f"Render mode wrote {len(list((root / inventory / CLUSTERS[inventory][0]).glob('*.yaml')))} manifests"
+        in run.output
+    )
 
 
 def test_render_of_the_docker_target_says_what_it_would_run_and_writes_only_its_render_info(renders):
@@ -65,10 +68,11 @@ def test_rendered_files_are_in_apply_order(renders):
     stages = [name.split("-")[0] for name in names]
     assert stages == sorted(stages)
     assert names[0].startswith("10-cert_manager")
-    assert names.index("29-rabbitmq_cluster-01-namespace-jobstack.yaml") < names.index(
-        "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"
-    ) < names.index("40-engine-01-serviceaccount-engine.yaml") < names.index(
-        "50-user_interface-01-serviceaccount-user-interface.yaml"
+    assert (
+        names.index("29-rabbitmq_cluster-01-namespace-jobstack.yaml")
+        < names.index("30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml")
+        < names.index("40-engine-01-serviceaccount-engine.yaml")
+        < names.index("50-user_interface-01-serviceaccount-user-interface.yaml")
     )
 
 
@@ -76,7 +80,7 @@ def test_production_rolls_out_one_region_after_the_other(renders):
     _, run = renders["production"]
     tasks = [line for line in run.output.splitlines() if line.startswith(("changed: [prod-", "ok: [prod-"))]
     hosts = [line.split("[", 1)[1].split("]", 1)[0] for line in tasks]
-    written = [host for host, line in zip(hosts, tasks) if line.startswith("changed:")]
+    written = [host for host, line in zip(hosts, tasks, strict=True) if line.startswith("changed:")]
     # Every file of eu-west is written before the first of us-east: serial 1, in inventory order.
     assert written and written == sorted(written, key=["prod-eu-west-1", "prod-us-east-1"].index)
     assert written[0] == "prod-eu-west-1" and written[-1] == "prod-us-east-1"
@@ -113,7 +117,10 @@ def test_dev_broker_fits_minikube(renders):
     docs = manifests(root / "dev" / "minikube-jobstack")
     cluster = docs["30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"]["spec"]
     assert cluster["replicas"] == 1
-    assert cluster["resources"] == {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "768Mi"}}
+    assert cluster["resources"] == {
+        "requests": {"cpu": "200m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "768Mi"},
+    }
     assert cluster["rabbitmq"]["additionalPlugins"] == ["rabbitmq_management", "rabbitmq_prometheus"]
     assert not any("poddisruptionbudget-jobstack-rabbitmq" in name for name in docs)
 
@@ -129,7 +136,11 @@ def test_an_inventory_dict_merges_with_the_role_defaults(renders):
 
 
 def test_broker_and_services_share_one_queue_name_and_delivery_limit(run_playbook, tmp_path):
-    overrides = {"jobstack_jobs_queue": "orders.jobs", "jobstack_delivery_limit": 3, "jobstack_dead_letter_exchange": "orders.dlx"}
+    overrides = {
+        "jobstack_jobs_queue": "orders.jobs",
+        "jobstack_delivery_limit": 3,
+        "jobstack_dead_letter_exchange": "orders.dlx",
+    }
     run = run_playbook("site.yml", "staging", "-e", json.dumps(overrides), render_root=tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     directory = tmp_path / "staging" / "staging-eu-west-1"

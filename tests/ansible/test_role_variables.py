@@ -29,7 +29,9 @@ def prefix_ok(name: str, role: str) -> bool:
 
 def test_project_wide_defaults_and_the_preflight_entry_point_list_the_same_variables():
     defaults = load(REPO_ROOT / "roles" / "_common" / "defaults" / "main.yml")
-    options = load(REPO_ROOT / "roles" / "_common" / "meta" / "argument_specs.yml")["argument_specs"]["preflight"]["options"]
+    options = load(REPO_ROOT / "roles" / "_common" / "meta" / "argument_specs.yml")["argument_specs"]["preflight"][
+        "options"
+    ]
     required = {name for name, option in options.items() if option.get("required")}
     assert sorted(defaults) == sorted(set(options) - required)
     assert all(name.startswith("jobstack_") for name in options)

@@ -12,7 +12,12 @@ import yaml
 from conftest import REPO_ROOT
 
 PLAYBOOKS = [REPO_ROOT / "playbooks" / "site.yml", REPO_ROOT / "playbooks" / "teardown.yml"]
-INCLUDES = ("ansible.builtin.import_role", "ansible.builtin.include_role", "ansible.builtin.import_tasks", "ansible.builtin.include_tasks")
+INCLUDES = (
+    "ansible.builtin.import_role",
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_tasks",
+    "ansible.builtin.include_tasks",
+)
 # What a templated task file name can be.
 TEMPLATED = {
     "{{ jobstack_target }}": ["kubernetes", "docker"],
@@ -38,13 +43,19 @@ def included_files(task: dict[str, Any], current: Path) -> list[Path]:
     return []
 
 
-def module_calls(path: Path, hops: int, trail: list[str], tasks: list[dict[str, Any]] | None = None) -> list[tuple[int, list[str], str]]:
+def module_calls(
+    path: Path, hops: int, trail: list[str], tasks: list[dict[str, Any]] | None = None
+) -> list[tuple[int, list[str], str]]:
     """(hops to the module, files on the way, module) for every module call reachable from path (or from the
     given tasks of it)."""
     found: list[tuple[int, list[str], str]] = []
     if tasks is None:
         document = yaml.safe_load(path.read_text()) or []
-        tasks = [task for play in document for task in play.get("tasks", [])] if path.parent.name == "playbooks" else document
+        tasks = (
+            [task for play in document for task in play.get("tasks", [])]
+            if path.parent.name == "playbooks"
+            else document
+        )
 
     def walk(items: list[dict[str, Any]]) -> None:
         for task in items:
@@ -56,7 +67,9 @@ def module_calls(path: Path, hops: int, trail: list[str], tasks: list[dict[str, 
             targets = included_files(task, path)
             if targets:
                 for target in targets:
-                    assert target.is_file(), f"{path.relative_to(REPO_ROOT)} includes missing {target.relative_to(REPO_ROOT)}"
+                    assert target.is_file(), (
+                        f"{path.relative_to(REPO_ROOT)} includes missing {target.relative_to(REPO_ROOT)}"
+                    )
                     found.extend(module_calls(target, hops + 1, [*trail, str(target.relative_to(REPO_ROOT))]))
                 continue
             module = next(key for key in task if key.count(".") >= 2)
@@ -94,14 +107,26 @@ def test_the_cluster_connection_is_set_once_in_module_defaults():
 
 def test_no_code_asks_for_an_environment_by_name():
     names = ("local", "dev", "staging", "production")
-    pattern = re.compile(r"jobstack_environment\s*(?:==|!=|in\b)|(?:==|!=)\s*'(?:%s)'" % "|".join(names))
-    code = [*REPO_ROOT.glob("playbooks/*.yml"), *REPO_ROOT.glob("roles/*/*/*.yml"), *REPO_ROOT.glob("roles/*/templates/*.j2")]
-    offenders = [f"{path.relative_to(REPO_ROOT)}: {match.group(0)}" for path in code for match in pattern.finditer(path.read_text())]
+    pattern = re.compile(r"jobstack_environment\s*(?:==|!=|in\b)|(?:==|!=)\s*'(?:" + "|".join(names) + ")'")
+    code = [
+        *REPO_ROOT.glob("playbooks/*.yml"),
+        *REPO_ROOT.glob("roles/*/*/*.yml"),
+        *REPO_ROOT.glob("roles/*/templates/*.j2"),
+    ]
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}: {match.group(0)}"
+        for path in code
+        for match in pattern.finditer(path.read_text())
+    ]
     assert not offenders
 
 
 def test_roles_are_called_by_their_collection_names():
-    code = [*REPO_ROOT.glob("playbooks/*.yml"), *REPO_ROOT.glob("roles/*/tasks/*.yml"), *REPO_ROOT.glob("molecule/*/*.yml")]
+    code = [
+        *REPO_ROOT.glob("playbooks/*.yml"),
+        *REPO_ROOT.glob("roles/*/tasks/*.yml"),
+        *REPO_ROOT.glob("molecule/*/*.yml"),
+    ]
     for path in code:
         for name in re.findall(r"(?:import_role|include_role):\s*\n\s+name:\s*(\S+)", path.read_text()):
             assert name.startswith("jobstack.deploy."), f"{path.relative_to(REPO_ROOT)} calls role {name}"

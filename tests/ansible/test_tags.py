@@ -42,8 +42,13 @@ def test_tag_engine_runs_the_engine_tasks_and_no_other_role(run_playbook, tmp_pa
     names = [name for name in run.task_names() if "Validating arguments against arg spec" not in name]
     roles = {name.split(" : ")[0] for name in names if " : " in name}
     # engine and the internal roles it calls; _common's preflight (always), images (tag and references, always).
-    assert roles == {"jobstack.deploy._common", "jobstack.deploy.engine", "jobstack.deploy._service", "jobstack.deploy.images"}
-    assert "jobstack.deploy._service : Build the Kubernetes objects of the engine from the role templates." in names
+    assert roles == {
+        "jobstack.deploy._common",
+        "jobstack.deploy.engine",
+        "jobstack.deploy._service",
+        "jobstack.deploy.images",
+    }
+    assert "jobstack.deploy._service : Build from the role templates the Kubernetes objects of the engine" in names
     assert not any("user_interface" in name or "rabbitmq" in name or "cert_manager" in name for name in names)
 
 
@@ -51,6 +56,17 @@ def test_tag_preflight_checks_everything_and_changes_nothing(run_playbook, tmp_p
     run = run_playbook("site.yml", "production", "--tags", "preflight", render_root=tmp_path)
     assert run.returncode == 0, run.output[-3000:]
     names = run.task_names()
-    for role in ("images", "cert_manager", "rabbitmq_operator", "rabbitmq_cluster", "engine", "user_interface", "smoke_test"):
-        assert any(name.startswith(f"jobstack.deploy.{role} : Validating arguments against arg spec 'preflight'") for name in names), role
+    for role in (
+        "images",
+        "cert_manager",
+        "rabbitmq_operator",
+        "rabbitmq_cluster",
+        "engine",
+        "user_interface",
+        "smoke_test",
+    ):
+        assert any(
+            name.startswith(f"jobstack.deploy.{role} : Validating arguments against arg spec 'preflight'")
+            for name in names
+        ), role
     assert not any(tmp_path.rglob("*.yaml"))

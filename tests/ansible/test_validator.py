@@ -85,7 +85,9 @@ def test_missing_render_info_is_an_error(production_copy):
 
 def crd_table() -> dict[str, str]:
     """file -> sha256, from the table of tools/crds/README.md."""
-    rows = re.findall(r"^\| `([^`]+\.yaml)` \|.*\| `([0-9a-f]{64})` \|$", (CRDS / "README.md").read_text(), flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| `([^`]+\.yaml)` \|.*\| `([0-9a-f]{64})` \|$", (CRDS / "README.md").read_text(), flags=re.MULTILINE
+    )
     return dict(rows)
 
 
@@ -94,7 +96,9 @@ def test_every_vendored_crd_matches_the_sha256_of_its_readme_row():
     files = {path.name for path in CRDS.glob("*.yaml")}
     assert files == set(table), f"without a row: {files - set(table)}; row without a file: {set(table) - files}"
     for name, digest in table.items():
-        assert hashlib.sha256((CRDS / name).read_bytes()).hexdigest() == digest, f"{name} differs from its pinned sha256"
+        assert hashlib.sha256((CRDS / name).read_bytes()).hexdigest() == digest, (
+            f"{name} differs from its pinned sha256"
+        )
 
 
 def test_the_vendored_crds_cover_every_kind_the_roles_render_or_will_render():
@@ -102,15 +106,32 @@ def test_the_vendored_crds_cover_every_kind_the_roles_render_or_will_render():
     for path in CRDS.glob("*.yaml"):
         kinds.add(yaml.safe_load(path.read_text())["spec"]["names"]["kind"])
     assert kinds >= {
-        "RabbitmqCluster", "Queue", "Policy", "Exchange", "Binding", "User", "Permission", "Vhost", "Shovel", "Federation",
-        "ScaledObject", "TriggerAuthentication", "Certificate", "Issuer", "ClusterIssuer",
-        "ServiceMonitor", "PodMonitor", "PrometheusRule",
+        "RabbitmqCluster",
+        "Queue",
+        "Policy",
+        "Exchange",
+        "Binding",
+        "User",
+        "Permission",
+        "Vhost",
+        "Shovel",
+        "Federation",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "Certificate",
+        "Issuer",
+        "ClusterIssuer",
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
     }
 
 
 def git_tracked_copy(target: Path) -> Path:
     """The repository's git-tracked files, copied to target (links stay links)."""
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(
+        b"\0"
+    )
     for name in filter(None, names):
         source = REPO_ROOT / name.decode()
         destination = target / name.decode()
