@@ -48,8 +48,10 @@ test-molecule-default:
 	$(BIN)/molecule test -s default
 	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-default.txt
 
+# dockerd, when this starts it, must not inherit the descriptor of a `flock ... make` around the
+# target (the shared Docker lock would stay held for as long as the daemon runs).
 test-molecule-docker:
-	scripts/ensure_dockerd.sh
+	scripts/ensure_dockerd.sh 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 	tools/offline_images/build.sh
 	$(PYTEST) tests/docker
 	$(BIN)/molecule test -s docker
