@@ -125,27 +125,17 @@ def test_the_installed_collection_renders_every_inventory_as_the_checkout_does(i
 def test_ansible_doc_shows_every_role_and_entry_point_of_the_installed_collection(
     installed: dict[str, str], tmp_path: Path
 ):
-    listing = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "role", "-l", "jobstack.deploy"],
-        env=installed,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    def ansible_doc(*args: str) -> str:
+        command = [str(BIN / "ansible-doc"), "-t", "role", *args]
+        return subprocess.run(command, env=installed, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    listing = ansible_doc("-l", "jobstack.deploy")
     for role in ROLES:
         assert re.search(rf"^jobstack\.deploy\.{role}\b", listing, flags=re.MULTILINE), role
         entry_points = yaml.safe_load((REPO_ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())[
             "argument_specs"
         ]
-        doc = subprocess.run(
-            [str(BIN / "ansible-doc"), "-t", "role", f"jobstack.deploy.{role}"],
-            env=installed,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        doc = ansible_doc(f"jobstack.deploy.{role}")
         # ansible-doc marks the name (*name* without a terminal); the short description follows.
         shown = re.findall(r"^ENTRY POINT: \W*(\w+)\W* - ", doc, flags=re.MULTILINE)
         assert shown == list(entry_points), f"{role}: {shown}"
