@@ -1,7 +1,7 @@
 """The images role for staging/production: build, push to a registry, deploy by digest.
 
 A real registry (Debian's docker-registry with htpasswd auth on loopback) and the real Docker
-engine; the role runs through ansible-playbook exactly as playbooks/images.yml runs it.
+engine; the role runs through ansible-playbook as the images play of site.yml runs it.
 """
 
 from __future__ import annotations
