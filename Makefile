@@ -26,9 +26,13 @@ bootstrap-test:
 	scripts/bootstrap.sh test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 
+# ansible-lint caches collections under ANSIBLE_HOME; the project's own .ansible/ keeps a copy of
+# jobstack.deploy installed elsewhere (~/.ansible) from shadowing this checkout.
 lint:
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint
+	ANSIBLE_HOME=$(CURDIR)/.ansible $(BIN)/ansible-lint
+	$(BIN)/ruff check plugins
+	$(BIN)/ruff format --check plugins
 
 lint-python:
 	$(BIN)/ruff check services bench tests tools
@@ -53,8 +57,10 @@ test-molecule-default:
 	$(BIN)/molecule test -s default
 	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-default.txt
 
+# dockerd, when this starts it, must not inherit the descriptor of a `flock ... make` around the
+# target (the shared Docker lock would stay held for as long as the daemon runs).
 test-molecule-docker:
-	scripts/ensure_dockerd.sh
+	scripts/ensure_dockerd.sh 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 	tools/offline_images/build.sh
 	$(PYTEST) tests/docker
 	$(BIN)/molecule test -s docker

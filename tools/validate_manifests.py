@@ -12,10 +12,11 @@ Kubernetes version the cluster runs. This tool checks every ``*.yaml`` file ther
   ``x-kubernetes-preserve-unknown-fields`` (that is what the API server would silently prune);
 * an object whose kind neither knows is an error (kubernetes-validate alone would pass it).
 
-CRDs are read from ``$JOBSTACK_CRDS_DIR`` (default: ``../shared/crds`` relative to the
-repository root). Exit status: 0 all valid, 1 invalid manifests, 2 usage or setup error.
+CRDs are read from ``tools/crds/`` only: the repository carries its own unmodified copies (source,
+version and sha256 of each in ``tools/crds/README.md``), so validation needs nothing outside it.
+Exit status: 0 all valid, 1 invalid manifests, 2 usage or setup error.
 
-Usage: tools/validate_manifests.py [PATH ...] [--crds DIR] [--kubernetes-version X.Y.Z]
+Usage: tools/validate_manifests.py [PATH ...] [--kubernetes-version X.Y.Z]
 PATH is a render directory, a tree of them (default: rendered/) or single manifest files.
 """
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,8 +36,8 @@ import kubernetes_validate
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CRDS_ENV = "JOBSTACK_CRDS_DIR"
-DEFAULT_CRDS_DIR = REPO_ROOT.parent / "shared" / "crds"
+# The vendored CRDs (tools/crds/README.md); never a directory outside the repository.
+CRDS_DIR = Path(__file__).resolve().parent / "crds"
 RENDER_INFO = "render-info.json"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -200,24 +200,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[REPO_ROOT / "rendered"],
         help="render directories, trees of them, or manifest files (default: rendered/)",
     )
-    parser.add_argument(
-        "--crds",
-        type=Path,
-        default=Path(os.environ.get(CRDS_ENV, DEFAULT_CRDS_DIR)),
-        help=f"directory of CRD files (default: ${CRDS_ENV} or {DEFAULT_CRDS_DIR})",
-    )
     parser.add_argument("--kubernetes-version", help="validate against this version instead of render-info.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.crds.is_dir():
-        print(f"validate_manifests: CRD directory {args.crds} not found; set {CRDS_ENV} or --crds", file=sys.stderr)
-        return 2
-    crds = CrdCatalog(args.crds)
+    crds = CrdCatalog(CRDS_DIR)
     if not crds.schemas:
-        print(f"validate_manifests: no CustomResourceDefinition in {args.crds}", file=sys.stderr)
+        print(
+            f"validate_manifests: no CustomResourceDefinition in {CRDS_DIR} (see tools/crds/README.md)", file=sys.stderr
+        )
         return 2
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:

@@ -3,6 +3,8 @@
 # so that the test command reports the scenario as not run, never as passed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The minikube role installs the binary into ~/.local/bin (minikube_bin_dir) when none is on PATH.
+export PATH="$HOME/.local/bin:$PATH"
 if ! command -v minikube >/dev/null 2>&1; then
   echo "molecule minikube: NOT RUN (minikube not installed on this machine)"
   exit 0

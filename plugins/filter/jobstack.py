@@ -1,13 +1,9 @@
-"""Filters shared by the jobstack roles: Kubernetes quantity checks and Secret redaction."""
+"""Filters of the jobstack.deploy collection: checks of Kubernetes resource quantities."""
 
 from __future__ import annotations
 
-import copy
-import os
 import re
 from typing import Any
-
-DOCUMENTATION = ""  # filters below are documented in their docstrings and in roles/_common/README.md
 
 # Kubernetes resource.Quantity: a signed decimal number with an optional suffix.
 # Binary SI (Ki..Ei), decimal SI (n, u, m, k, M, G, T, P, E) or a decimal exponent (e3, E-2).
@@ -19,9 +15,6 @@ _QUANTITY = re.compile(
 _CPU = re.compile(r"^(?:[0-9]+(?:\.[0-9]{1,3})?|[0-9]+m)$")
 # What we accept for a container's memory: bytes with a binary or decimal SI suffix ("512Mi", "1G").
 _MEMORY = re.compile(r"^[0-9]+(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-
-# "REDACTED" is also valid base64 (8 characters of its alphabet), so a redacted `data` map stays well-formed.
-REDACTED = "REDACTED"
 
 
 def _text(value: Any) -> str | None:
@@ -53,11 +46,12 @@ def k8s_memory_ok(value: Any) -> bool:
     return text is not None and bool(_MEMORY.match(text))
 
 
-def k8s_resources_errors(resources: Any, name: str) -> list[str]:
+def k8s_resources_errors(resources: Any, name: str, complete: bool = False) -> list[str]:
     """List what is wrong in a container resources dict ({requests: {cpu, memory}, limits: {...}}).
 
-    name is the variable the dict came from, so every message names the variable to fix.
-    An empty list means the dict is valid.
+    name is the variable the dict came from, so every message names the variable to fix. With
+    complete, requests and limits of both cpu and memory must be set (what the services need, so that
+    the scheduler and the Docker target have a number to work with). An empty list means the dict is valid.
     """
     if resources is None:
         return []
@@ -79,70 +73,13 @@ def k8s_resources_errors(resources: Any, name: str) -> list[str]:
                     + (" (e.g. '250m' or '1')" if resource == "cpu" else "")
                     + (" (e.g. '256Mi' or '1Gi')" if resource == "memory" else "")
                 )
+    if complete:
+        for section in ("requests", "limits"):
+            amounts = resources.get(section)
+            for resource in ("cpu", "memory"):
+                if not isinstance(amounts, dict) or resource not in amounts:
+                    errors.append(f"{name}.{section}.{resource} is missing (set requests and limits of cpu and memory)")
     return errors
-
-
-def redact_secret(obj: Any, marker: str = REDACTED) -> Any:
-    """Return a copy of a Kubernetes object whose Secret values are replaced by a marker.
-
-    Objects that are not Secrets are returned unchanged. Keys are kept so a reader (and the
-    validator) still sees the Secret's shape.
-    """
-    if not isinstance(obj, dict) or obj.get("kind") != "Secret":
-        return obj
-    redacted = copy.deepcopy(obj)
-    for field in ("data", "stringData"):
-        values = redacted.get(field)
-        if isinstance(values, dict):
-            redacted[field] = {key: marker for key in values}
-    return redacted
-
-
-def render_file_names(objects: list[dict[str, Any]], stage: str) -> list[str]:
-    """File names for rendered objects, in apply order: <stage>-<NN>-<kind>-<name>.yaml (NN from 01)."""
-    names = []
-    for number, obj in enumerate(objects, start=1):
-        kind = str(obj.get("kind", "unknown")).lower()
-        name = str(obj.get("metadata", {}).get("name", "unnamed"))
-        names.append(f"{stage}-{number:02d}-{kind}-{name}.yaml")
-    return names
-
-
-def render_pending(objects: list[dict[str, Any]], names: list[str], directory: str) -> list[dict[str, str]]:
-    """The rendered files whose content differs from what is on disk, as [{name, content}].
-
-    Content is each object with Secret values redacted, dumped like ``to_nice_yaml(indent=2)``
-    (author's key order kept). Render mode copies only these files, so an unchanged render makes
-    no module call and reports no change.
-    """
-    from ansible.plugins.filter.core import to_nice_yaml  # imported late: only Ansible runs filters
-
-    pending = []
-    for obj, name in zip(objects, names, strict=True):
-        content = to_nice_yaml(redact_secret(obj), indent=2, width=4096, sort_keys=False)
-        path = os.path.join(directory, name)
-        try:
-            with open(path, encoding="utf-8") as existing:
-                if existing.read() == content:
-                    continue
-        except OSError:
-            pass
-        pending.append({"name": name, "content": content})
-    return pending
-
-
-def pending_files(files: list[dict[str, str]], directory: str) -> list[dict[str, str]]:
-    """The [{name, content}] entries whose file in directory is missing or has other content."""
-    pending = []
-    for entry in files:
-        try:
-            with open(os.path.join(directory, entry["name"]), encoding="utf-8") as existing:
-                if existing.read() == entry["content"]:
-                    continue
-        except OSError:
-            pass
-        pending.append(entry)
-    return pending
 
 
 class FilterModule:
@@ -154,8 +91,4 @@ class FilterModule:
             "k8s_cpu_ok": k8s_cpu_ok,
             "k8s_memory_ok": k8s_memory_ok,
             "k8s_resources_errors": k8s_resources_errors,
-            "redact_secret": redact_secret,
-            "render_file_names": render_file_names,
-            "render_pending": render_pending,
-            "pending_files": pending_files,
         }

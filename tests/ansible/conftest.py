@@ -7,23 +7,28 @@ password (README.md, "Secrets"), which the tests write to a temporary file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-INVENTORIES = ("dev", "staging", "production")
+# Inventories whose target is Kubernetes (they render manifests), and all of them.
+KUBERNETES_INVENTORIES = ("dev", "staging", "production")
+INVENTORIES = ("local", *KUBERNETES_INVENTORIES)
 DEMO_VAULT_PASSWORD = "jobstack-demo"  # noqa: S105 - the documented demo password of the example vaults
 # Image tag of the test renders.
 IMAGE_TAG = "0123456789ab"
-# Clusters per inventory (the hosts of group clusters).
+# Clusters per inventory (the hosts of group clusters), in rollout order.
 CLUSTERS = {
+    "local": ["docker-local"],
     "dev": ["minikube-jobstack"],
     "staging": ["staging-eu-west-1"],
     "production": ["prod-eu-west-1", "prod-us-east-1"],
@@ -42,6 +47,10 @@ class PlaybookRun:
             counters[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", fields)}
         return counters
 
+    def task_names(self) -> list[str]:
+        """Names of the tasks that ran, in order, as the default callback prints them."""
+        return re.findall(r"^TASK \[(.*?)\] \*", self.output, flags=re.MULTILINE)
+
 
 @pytest.fixture(scope="session")
 def vault_password_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -51,15 +60,27 @@ def vault_password_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
+def clean_ansible_env() -> dict[str, str]:
+    """The environment of the test's own shell minus every ANSIBLE_* setting, plus the venv on PATH."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_FORCE_COLOR"] = "0"
-    env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def ansible_env() -> dict[str, str]:
+    env = clean_ansible_env()
+    env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
+    return env
+
+
+def render_args(render_root: Path) -> list[str]:
+    """Render mode into render_root. A fixed image tag keeps renders independent of the git state of
+    services/ (the default tag is the last commit, refused for a registry while services/ has
+    uncommitted changes)."""
+    return ["-e", "render_only=true", "-e", f"jobstack_render_root={render_root}", "-e", f"images_tag={IMAGE_TAG}"]
 
 
 def playbook_command(
@@ -69,16 +90,7 @@ def playbook_command(
     command = [str(BIN / "ansible-playbook"), playbook, "-i", f"inventories/{inventory}"]
     command += ["--vault-password-file", str(vault_password_file)]
     if render_root is not None:
-        # A fixed image tag keeps renders independent of the git state of services/ (the default tag
-        # is the last commit, refused outside dev while services/ has uncommitted changes).
-        command += [
-            "-e",
-            "render_only=true",
-            "-e",
-            f"jobstack_render_root={render_root}",
-            "-e",
-            f"images_tag={IMAGE_TAG}",
-        ]
+        command += render_args(render_root)
     return [*command, *args]
 
 
@@ -86,10 +98,18 @@ def playbook_command(
 def run_playbook(ansible_env: dict[str, str], vault_password_file: Path):
     """Run ansible-playbook from the repository root; returns a PlaybookRun."""
 
-    def run(playbook: str, inventory: str, *args: str, render_root: Path | None = None) -> PlaybookRun:
+    def run(
+        playbook: str, inventory: str, *args: str, render_root: Path | None = None, env: dict[str, str] | None = None
+    ) -> PlaybookRun:
         command = playbook_command(playbook, inventory, vault_password_file, *args, render_root=render_root)
         result = subprocess.run(
-            command, cwd=REPO_ROOT, env=ansible_env, capture_output=True, text=True, timeout=600, check=False
+            command,
+            cwd=REPO_ROOT,
+            env={**ansible_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         return PlaybookRun(result.returncode, result.stdout + result.stderr)
 
@@ -100,7 +120,7 @@ def run_playbook(ansible_env: dict[str, str], vault_password_file: Path):
 def renders(
     tmp_path_factory: pytest.TempPathFactory, ansible_env: dict[str, str], vault_password_file: Path
 ) -> dict[str, tuple[Path, PlaybookRun]]:
-    """Every inventory rendered once, the three in parallel: {inventory: (render root, run)}."""
+    """Every inventory rendered once, all in parallel: {inventory: (render root, run)}."""
     started = {}
     for inventory in INVENTORIES:
         root = tmp_path_factory.mktemp(f"render-{inventory}")
@@ -116,19 +136,32 @@ def renders(
     return results
 
 
-def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    """Run tools/validate_manifests.py over paths, as CI does."""
+def validate(*paths: Path, validator: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run tools/validate_manifests.py (of this checkout, or the given copy) over paths, as CI does."""
+    script = validator or REPO_ROOT / "tools" / "validate_manifests.py"
     return subprocess.run(
-        [str(BIN / "python"), str(REPO_ROOT / "tools" / "validate_manifests.py"), *map(str, paths)],
+        [str(BIN / "python"), str(script), *map(str, paths)],
         capture_output=True,
         text=True,
         check=False,
-        cwd=REPO_ROOT,
+        cwd=script.parents[1],
     )
 
 
-def ansible_playbook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ansible-playbook from the repository root with the test environment."""
+def ansible_playbook(env: dict[str, str], *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook (from the repository root unless told) with the given environment."""
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False
+        [str(BIN / "ansible-playbook"), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
+
+
+def json_results(output: str) -> list[dict[str, Any]]:
+    """Per-host task results of a run with the ansible.posix.json callback, in order: each is
+    {'task': name, 'host': host, 'result': {...}}."""
+    document = json.loads(output[output.index("{") :])
+    results = []
+    for play in document["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                results.append({"task": task["task"]["name"], "host": host, "result": result})
+    return results

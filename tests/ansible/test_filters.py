@@ -1,4 +1,4 @@
-"""plugins/filter/jobstack.py: Kubernetes quantities and Secret redaction."""
+"""plugins/filter/jobstack.py: Kubernetes quantities."""
 
 from __future__ import annotations
 
@@ -39,31 +39,12 @@ def test_resource_errors_name_the_variable_and_field():
     ]
 
 
-def test_secret_values_are_redacted_and_keys_kept():
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "s"},
-        "data": {"password": "aHVudGVyMg=="},
-        "stringData": {"token": "hunter2"},
-    }
-    redacted = jobstack.redact_secret(secret)
-    assert redacted["data"] == {"password": "REDACTED"}
-    assert redacted["stringData"] == {"token": "REDACTED"}
-    assert secret["stringData"]["token"] == "hunter2", "the input is not modified"  # noqa: S105 - test data
-
-
-def test_other_kinds_are_not_redacted():
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}
-    assert jobstack.redact_secret(config) is config
-
-
-def test_rendered_file_names_follow_apply_order():
-    objects = [
-        {"kind": "Namespace", "metadata": {"name": "jobstack"}},
-        {"kind": "RabbitmqCluster", "metadata": {"name": "jobstack"}},
+def test_complete_resources_name_each_missing_amount():
+    errors = jobstack.k8s_resources_errors({"requests": {"cpu": "1"}}, "engine_resources", complete=True)
+    assert errors == [
+        "engine_resources.requests.memory is missing (set requests and limits of cpu and memory)",
+        "engine_resources.limits.cpu is missing (set requests and limits of cpu and memory)",
+        "engine_resources.limits.memory is missing (set requests and limits of cpu and memory)",
     ]
-    assert jobstack.render_file_names(objects, "30-rabbitmq_cluster") == [
-        "30-rabbitmq_cluster-01-namespace-jobstack.yaml",
-        "30-rabbitmq_cluster-02-rabbitmqcluster-jobstack.yaml",
-    ]
+    complete = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert jobstack.k8s_resources_errors(complete, "engine_resources", complete=True) == []

@@ -1,20 +1,13 @@
-"""Every playbook parses for every inventory; the internal role refuses to run on its own."""
+"""The playbooks parse for every inventory, variables layer as documented, the internal roles refuse to run alone."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 
 import pytest
 from conftest import BIN, INVENTORIES, REPO_ROOT, ansible_playbook
-
-PLAYBOOKS = [
-    "site.yml",
-    "playbooks/teardown.yml",
-    "playbooks/cluster.yml",
-    "playbooks/broker.yml",
-    "playbooks/apps.yml",
-    "playbooks/smoke_test.yml",
-]
 
 
 @pytest.mark.parametrize("inventory", INVENTORIES)
@@ -26,43 +19,62 @@ def test_syntax_check_passes(ansible_env, vault_password_file, inventory):
         f"inventories/{inventory}",
         "--vault-password-file",
         str(vault_password_file),
-        *PLAYBOOKS,
+        "site.yml",
+        "playbooks/teardown.yml",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("inventory", INVENTORIES)
-def test_inventory_layers_region_and_cluster_values(ansible_env, vault_password_file, inventory):
+def host_vars(ansible_env, vault_password_file, inventory: str, host: str) -> dict:
     result = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", f"inventories/{inventory}", "--graph", "clusters"],
+        [
+            str(BIN / "ansible-inventory"),
+            "-i",
+            f"inventories/{inventory}",
+            "--vault-password-file",
+            str(vault_password_file),
+            "--host",
+            host,
+        ],
         cwd=REPO_ROOT,
         env=ansible_env,
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     )
-    assert result.returncode == 0, result.stderr
-    assert "@clusters:" in result.stdout
+    return json.loads(result.stdout)
 
 
-def test_production_rolls_out_one_region_at_a_time():
-    import yaml
-
-    rollout = yaml.safe_load((REPO_ROOT / "playbooks" / "rollout.yml").read_text())[0]
-    assert rollout["serial"] == 1 and rollout["max_fail_percentage"] == 0
-    stages = [task.get("ansible.builtin.include_tasks") for task in rollout["tasks"]]
-    site = [entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((REPO_ROOT / "site.yml").read_text())]
-    assert site == ["playbooks/preflight.yml", "playbooks/cluster.yml", "playbooks/images.yml", "playbooks/rollout.yml"]
-    assert (
-        stages.index("tasks/stage_broker.yml")
-        < stages.index("tasks/stage_apps.yml")
-        < stages.index("tasks/stage_smoke_test.yml")
-    )
+def test_inventory_layers_environment_region_and_cluster_values(ansible_env, vault_password_file):
+    east = host_vars(ansible_env, vault_password_file, "production", "prod-us-east-1")
+    west = host_vars(ansible_env, vault_password_file, "production", "prod-eu-west-1")
+    # Environment (group all): the same for both clusters.
+    assert east["jobstack_environment"] == west["jobstack_environment"] == "production"
+    assert east["engine_autoscaling_max_replicas"] == west["engine_autoscaling_max_replicas"] == 30
+    # Region (group us_east / eu_west): its own host name.
+    assert (east["jobstack_region"], east["user_interface_ingress_host"]) == ("us-east-1", "jobs.us-east-1.example.com")
+    assert (west["jobstack_region"], west["user_interface_ingress_host"]) == ("eu-west-1", "jobs.eu-west-1.example.com")
+    # Cluster (host_vars): its own kubeconfig context.
+    assert (east["jobstack_kube_context"], west["jobstack_kube_context"]) == ("prod-us-east-1", "prod-eu-west-1")
 
 
-def test_internal_role_refuses_to_run_alone(ansible_env):
+def test_an_inventory_states_only_what_differs_from_the_base_layer(ansible_env, vault_password_file):
+    # The base (role defaults and roles/_common/defaults/main.yml) is not restated by any inventory.
+    staging = host_vars(ansible_env, vault_password_file, "staging", "staging-eu-west-1")
+    for name in (
+        "jobstack_namespace",
+        "jobstack_target",
+        "jobstack_render_dir",
+        "ansible_connection",
+        "engine_keda_queue_length",
+    ):
+        assert name not in staging, f"inventories/staging restates {name}"
+
+
+@pytest.mark.parametrize("role", ["_common", "_service"])
+def test_internal_role_refuses_to_run_alone(ansible_env, role):
     result = subprocess.run(
-        [str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.include_role", "-a", "name=_common"],
+        [str(BIN / "ansible"), "localhost", "-m", "ansible.builtin.include_role", "-a", f"name=jobstack.deploy.{role}"],
         cwd=REPO_ROOT,
         env=ansible_env,
         capture_output=True,
@@ -70,7 +82,7 @@ def test_internal_role_refuses_to_run_alone(ansible_env):
         check=False,
     )
     assert result.returncode != 0
-    assert "roles/_common is internal to jobstack" in result.stdout + result.stderr
+    assert f"roles/{role} is internal to jobstack" in result.stdout + result.stderr
 
 
 def test_vault_files_are_encrypted():
@@ -80,9 +92,7 @@ def test_vault_files_are_encrypted():
 
 
 def test_minikube_scenario_reports_not_run_without_minikube(tmp_path):
-    import shutil as _shutil
-
-    if _shutil.which("minikube"):
+    if shutil.which("minikube"):
         pytest.skip("minikube is installed here; the scenario would run")
     result = subprocess.run(
         [str(REPO_ROOT / "molecule" / "minikube" / "run.sh")],
@@ -90,7 +100,7 @@ def test_minikube_scenario_reports_not_run_without_minikube(tmp_path):
         capture_output=True,
         text=True,
         check=False,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode == 0
     assert result.stdout.strip() == "molecule minikube: NOT RUN (minikube not installed on this machine)"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from conftest import BIN, INVENTORIES, REPO_ROOT
+from conftest import BIN, KUBERNETES_INVENTORIES, REPO_ROOT
 
 
 def test_policy_check_passes_on_every_rendered_inventory(renders, tmp_path):
-    for inventory in INVENTORIES:
+    for inventory in KUBERNETES_INVENTORIES:
         root, run = renders[inventory]
         assert run.returncode == 0, run.output[-2000:]
         shutil.copytree(root / inventory, tmp_path / inventory)

@@ -27,6 +27,16 @@ def prefix_ok(name: str, role: str) -> bool:
     return bool(re.match(rf"^_{{0,2}}{re.escape(bare)}_", name)) or name.startswith("jobstack_")
 
 
+def test_project_wide_defaults_and_the_preflight_entry_point_list_the_same_variables():
+    defaults = load(REPO_ROOT / "roles" / "_common" / "defaults" / "main.yml")
+    options = load(REPO_ROOT / "roles" / "_common" / "meta" / "argument_specs.yml")["argument_specs"]["preflight"][
+        "options"
+    ]
+    required = {name for name, option in options.items() if option.get("required")}
+    assert sorted(defaults) == sorted(set(options) - required)
+    assert all(name.startswith("jobstack_") for name in options)
+
+
 @pytest.mark.parametrize("role", PUBLIC_ROLES, ids=lambda role: role.name)
 def test_defaults_and_argument_specs_list_the_same_variables(role):
     defaults = load(role / "defaults" / "main.yml") or {}

@@ -1,7 +1,7 @@
 """The images role for staging/production: build, push to a registry, deploy by digest.
 
 A real registry (Debian's docker-registry with htpasswd auth on loopback) and the real Docker
-engine; the role runs through ansible-playbook exactly as playbooks/images.yml runs it.
+engine; the role runs through ansible-playbook as the images play of site.yml runs it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ PLAYBOOK = """\
 - name: Images role against a test registry
   hosts: all
   gather_facts: false
-  roles:
-    - images
+  tasks:
+    - name: Check and publish the project-wide settings.
+      ansible.builtin.import_role:
+        name: jobstack.deploy._common
+        tasks_from: preflight
+    - name: Build, push and reference the images.
+      ansible.builtin.import_role:
+        name: jobstack.deploy.images
   post_tasks:
     - name: Write the facts the deploy roles would use.
       ansible.builtin.copy:
@@ -52,7 +58,8 @@ def run_images_role(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = dict(os.environ, HOME=str(home), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
-    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
+    # The checkout is the collection jobstack.deploy (collections/ links back to it).
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / "collections")
     env["ANSIBLE_LOCAL_TEMP"] = str(home / ".ansible/tmp")
     variables: dict[str, object] = {
         "facts_file": str(tmp_path / "facts.json"),
@@ -106,6 +113,7 @@ def staging_vars(registry: Registry, python_base: str, tag: str) -> dict[str, ob
     return {
         "jobstack_environment": "staging",
         "jobstack_target": "kubernetes",
+        "jobstack_kube_context": "staging-test",
         "images_registry": f"{registry.address}/jobstack",
         "images_registry_username": registry.username,
         "images_registry_password": registry.password,
