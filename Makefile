@@ -60,7 +60,7 @@ test-molecule-default:
 # dockerd, when this starts it, must not inherit the descriptor of a `flock ... make` around the
 # target (the shared Docker lock would stay held for as long as the daemon runs).
 test-molecule-docker:
-	scripts/ensure_dockerd.sh 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+	scripts/ensure_dockerd.sh
 	tools/offline_images/build.sh
 	$(PYTEST) tests/docker
 	$(BIN)/molecule test -s docker

@@ -8,7 +8,15 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 log=${DOCKERD_LOG:-/var/log/jobstack-dockerd.log}
 echo "ensure_dockerd: starting dockerd (log: $log)"
-nohup dockerd --storage-driver=overlay2 --iptables=false >"$log" 2>&1 &
+# dockerd outlives this script: it must not inherit our open descriptors (a caller's flock lock
+# file, a pipe a test reads until EOF), or it holds them for as long as it runs.
+(
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+  done
+  exec nohup dockerd --storage-driver=overlay2 --iptables=false >"$log" 2>&1 </dev/null
+) &
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then exit 0; fi
   sleep 1
