@@ -98,7 +98,7 @@ def loads(data: bytes | str) -> Any:
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"not JSON: {error.msg}") from None
+        raise ValueError(error.msg) from None
     except ValueError as error:  # e.g. an integer longer than Python's int-string limit
         raise ValueError(printable(str(error), 200)) from None
 
@@ -151,7 +151,7 @@ def _document(body: bytes, max_bytes: int) -> Any:
     try:
         return loads(text)
     except ValueError as error:
-        raise InvalidJob(f"body is not valid JSON: {error}") from None
+        raise InvalidJob(f"body is not JSON: {error}") from None
 
 
 def parse_job(body: bytes, max_value: int, max_bytes: int) -> Job:

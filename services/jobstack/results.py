@@ -1,6 +1,6 @@
 """What a user_interface knows about jobs: a bounded view built from the results stream.
 
-Every replica reads the same stream (every job and every result), so every replica holds the same
+Every replica reads the same stream (every result and every accepted job), so every replica holds the same
 view and can answer GET /jobs/<id> for any job. Pending jobs are never evicted: when there are
 max_pending of them, POST /jobs is refused with 429 instead. Finished jobs age out by count and
 by time. Result bodies are kept as bytes and parsed only when someone asks for them.
@@ -66,10 +66,6 @@ class JobView:
         if waiter is not None and not waiter.done():
             waiter.set_result(finished)
         self.expire(finished.at)
-
-    def withdrawn(self, job_id: str) -> None:
-        """A job whose publish the broker refused: it will never have a result."""
-        self.pending.pop(job_id, None)
 
     def expire(self, now: float) -> None:
         finished = self.finished

@@ -25,14 +25,15 @@ async def declare_jobs(session: Session, settings: ServiceSettings) -> None:
 
 
 async def declare_results_stream(session: Session, settings: ServiceSettings) -> None:
-    """The durable stream that records every job and every result (after declare_jobs).
+    """The durable stream that records every result, and which jobs were accepted (after declare_jobs).
 
     Both services declare and bind it on every connect. job-exchange is non-durable, so a broker
     restart drops its bindings; the engine rebinding the stream itself means its results are
-    routable as soon as it is connected, whether or not any user_interface is.
+    routable as soon as it is connected, whether or not any user_interface is. It is not bound
+    under `job`: that would write every job twice and make its confirm wait for both queues; the
+    user_interface writes "accepted" records in batches instead (user_interface.py).
     """
     await session.declare_queue(settings.results_stream, {"x-queue-type": "stream"})
-    await session.bind(settings.results_stream, EXCHANGE, JOB_KEY)
     await session.bind(settings.results_stream, EXCHANGE, RESULT_KEY)
 
 

@@ -1,8 +1,8 @@
 """jobstack user_interface: the HTTP API that submits jobs and answers for any job from the results stream.
 
-Every replica consumes the durable results stream (every job and every result, see
-docs/architecture.md), so any replica answers GET /jobs/<id>, also after the replica that accepted
-the job has gone, and results survive broker restarts and a replica reconnecting late.
+Every replica consumes the durable results stream (every result, and a record of every accepted
+job, see docs/architecture.md), so any replica answers GET /jobs/<id>, also after the replica that
+accepted the job has gone, and results survive broker restarts and a replica reconnecting late.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from .protocol import (
     STATUS_HEADER,
     InvalidJob,
     InvalidResult,
-    job_id_of,
     loads,
     new_job,
     parse_result,
@@ -51,8 +50,9 @@ log = logging.getLogger("jobstack.user_interface")
 # How often a submit waiting for a reconnect looks again (it never waits past submit_timeout).
 RECONNECT_POLL_SECONDS = 0.05
 # Records this replica writes to the stream itself (default exchange, routing key = stream name).
+ACCEPTED_TYPE = "jobstack.accepted"  # job ids (one per line) the broker confirmed: pending everywhere
 MARKER_TYPE = "jobstack.marker"  # "I have read up to here": the replica is caught up
-WITHDRAWN_TYPE = "jobstack.withdrawn"  # the broker refused this job: it will never have a result
+ACCEPTED_PER_RECORD = 1000
 STREAM_PREFETCH = 1000
 # Job and result bodies read from the stream are not parsed beyond this size.
 MAX_RECORD_BYTES = 65536
@@ -118,6 +118,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._caught_up = False  # in this session
         self._view_ready = False  # caught up at least once: GET may answer
         self._background: set[asyncio.Task[Any]] = set()
+        # Job ids confirmed in this loop turn, written as one "accepted" record when the turn ends.
+        self._accepted_batch: list[str] = []
+        self._record_ids = itertools.count(1)
         self._submitted = Counter("jobstack_ui_jobs_submitted", "Jobs confirmed by the broker")
         self._completed = Counter(
             "jobstack_ui_jobs_completed", "Results of jobs this replica accepted, by status", ["status"]
@@ -187,19 +190,15 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         now = time.monotonic()
         if routing_key == RESULT_KEY:
             self._read_result(properties, headers, body, now)
-        elif routing_key == JOB_KEY:
-            job_id = properties.correlation_id
-            if not job_id or len(job_id) != 36:
-                job_id = job_id_of(body, MAX_RECORD_BYTES)  # an original client's job: no properties
-                if job_id is None:
-                    self._ignored.inc()
-                    return
-            self.view.job_seen(job_id, now)
-        elif properties.type == WITHDRAWN_TYPE and properties.correlation_id:
-            self.view.withdrawn(properties.correlation_id)
+        elif properties.type == ACCEPTED_TYPE and len(body) <= MAX_RECORD_BYTES:
+            for line in body.split(b"\n"):
+                if len(line) == 36:
+                    self.view.job_seen(line.decode("ascii", "replace"), now)
         elif properties.type == MARKER_TYPE and properties.message_id == self._marker:
             self._caught_up = self._view_ready = True
             log.info("caught up with the results stream", extra={"pending": len(self.view.pending)})
+        elif properties.type != MARKER_TYPE:
+            self._ignored.inc()
 
     def _read_result(self, properties: BasicProperties, headers: dict[str, Any] | None, body: bytes, now: float) -> None:
         job_id = properties.correlation_id
@@ -267,7 +266,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             try:
                 await asyncio.wait_for(asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
-                # The broker may still take it; if it refuses it later, withdraw it then.
+                # The broker may still take it; if it does, record it as accepted then.
                 future.add_done_callback(functools.partial(self._late_answer, job_id))
                 self._publish_failures.labels(PublishFailure.TIMEOUT.value).inc()
                 kind = SubmitFailure.FLOW_CONTROL if session.blocked_reason else SubmitFailure.TIMEOUT
@@ -282,7 +281,6 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
                 if failure.kind is PublishFailure.CONNECTION_LOST:
                     continue  # publish again once reconnected (the engine side is at-least-once)
                 if failure.kind is PublishFailure.NACKED:
-                    self._withdraw(job_id)
                     raise SubmitError(
                         SubmitFailure.QUEUE_FULL,
                         "the broker refused the job: the jobs queue is full (or the broker is short of "
@@ -292,11 +290,49 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
                     SubmitFailure.UNROUTABLE, f"the broker could not route the job: {failure.detail}"
                 ) from None
             break
-        now = time.monotonic()
-        self._remember_mine(job_id, now)
-        self.view.job_seen(job_id, now)
+        self._accepted(job_id)
         self._submitted.inc()
+        self._record_accepted(session, job_id)
         return job_id
+
+    def _accepted(self, job_id: str) -> None:
+        now = time.monotonic()
+        self._mine[job_id] = now
+        if len(self._mine) > 2 * self.settings.max_pending:
+            del self._mine[next(iter(self._mine))]  # jobs whose result never came
+        self.view.job_seen(job_id, now)
+
+    def _record_accepted(self, session: Session, job_id: str) -> None:
+        """Tell every replica, through the stream, that the job exists (batched, not waited for).
+
+        Job ids confirmed in the same loop turn share one record written when the turn ends, so
+        under load this costs one stream write per batch rather than one per job. 202 does not
+        wait for it: waiting halves the throughput of a window of in-flight jobs (measured in
+        docs/performance.md). The job itself is already safe in the jobs queue; if this record is
+        lost (the replica dies within milliseconds of answering), the other replicas learn about
+        the job from its result.
+        """
+        if not self._accepted_batch or len(self._accepted_batch) >= ACCEPTED_PER_RECORD:
+            self._accepted_batch = []
+            asyncio.get_running_loop().call_soon(self._write_accepted, session, self._accepted_batch)
+        self._accepted_batch.append(job_id)
+
+    def _write_accepted(self, session: Session, batch: list[str]) -> None:
+        if self._accepted_batch is batch:
+            self._accepted_batch = []
+        record = BasicProperties(
+            type=ACCEPTED_TYPE,
+            message_id=f"{self.settings.instance_id}-accepted-{next(self._record_ids)}",
+            delivery_mode=2,
+        )
+        published = session.publish("", self.settings.results_stream, "\n".join(batch).encode(), record)
+        published.add_done_callback(functools.partial(self._accepted_written, len(batch)))
+
+    def _accepted_written(self, jobs: int, published: asyncio.Future[None]) -> None:
+        error = None if published.cancelled() else published.exception()
+        if isinstance(error, PublishFailed):
+            self._publish_failures.labels(error.kind.value).inc()
+            log.warning("accepted jobs not recorded in the results stream", extra={"jobs": jobs, "error": str(error)})
 
     async def _session_before(self, deadline: float) -> Session:
         """The open session, waiting for a reconnect until deadline; never spins on a closed one."""
@@ -312,42 +348,14 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             await asyncio.sleep(min(remaining, RECONNECT_POLL_SECONDS))
         raise SubmitError(SubmitFailure.SHUTTING_DOWN, "the user_interface is shutting down")
 
-    def _remember_mine(self, job_id: str, now: float) -> None:
-        self._mine[job_id] = now
-        if len(self._mine) > 2 * self.settings.max_pending:
-            del self._mine[next(iter(self._mine))]  # jobs whose result never came (withdrawn records lost)
-
     def _late_answer(self, job_id: str, future: asyncio.Future[None]) -> None:
-        error = None if future.cancelled() else future.exception()
-        if isinstance(error, PublishFailed) and error.kind is PublishFailure.NACKED:
-            self._withdraw(job_id)
-
-    def _withdraw(self, job_id: str) -> None:
-        """Tell every replica that a refused job will never have a result.
-
-        The stream is bound to job-exchange under `job`, so it may hold the job although the jobs
-        queue refused it. Best effort: if this record is lost too, the job stays pending in the
-        views until they are rebuilt.
-        """
-        self.view.withdrawn(job_id)
-        self._mine.pop(job_id, None)
-        session = self.session
-        if session is None or not session.is_open:
+        """A job confirmed after its submit gave up: it is accepted after all (the client has its id)."""
+        if future.cancelled() or future.exception() is not None:
             return
-        record = BasicProperties(
-            type=WITHDRAWN_TYPE, correlation_id=job_id, message_id=f"withdrawn-{job_id}", delivery_mode=2
-        )
-        task = asyncio.ensure_future(
-            session.publish_confirmed("", self.settings.results_stream, b"", record, self.settings.submit_timeout)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            log.warning("could not write a withdrawn record", extra={"error": str(error)})
+        self._accepted(job_id)
+        session = self.session
+        if session is not None and session.is_open:
+            self._record_accepted(session, job_id)
 
     # -- HTTP API -----------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -374,7 +382,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         except UnicodeDecodeError:
             return json_error(400, "body is not UTF-8")
         except ValueError as error:
-            return json_error(400, f"body is not valid JSON: {error}")
+            return json_error(400, f"body is not JSON: {error}")
         try:
             job_type, value = validate_payload(payload, self.settings.max_job_seconds, strict=True)
         except InvalidJob as refusal:

@@ -12,6 +12,7 @@ from typing import Any
 import pika
 import pytest
 
+from .broker_admin import Admin
 from .processes import PACKAGE_PATH, Service
 from tools.rabbitmq_local import Broker, ExternalBroker
 
@@ -44,10 +45,22 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def amqp_url(broker: Broker | ExternalBroker, request: pytest.FixtureRequest) -> str:
+def vhost(broker: Broker | ExternalBroker, request: pytest.FixtureRequest) -> str:
     """A vhost of the test's own: job-exchange is shared by design, so tests must not share one."""
     name = f"t{next(_vhosts)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
-    return broker.add_vhost(name)
+    broker.add_vhost(name)
+    return name
+
+
+@pytest.fixture
+def amqp_url(broker: Broker | ExternalBroker, vhost: str) -> str:
+    return broker.add_vhost(vhost)
+
+
+@pytest.fixture
+def admin(broker: Broker | ExternalBroker, vhost: str) -> Admin:
+    """The management API for the test's vhost."""
+    return Admin(broker, vhost)
 
 
 @pytest.fixture

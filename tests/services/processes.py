@@ -68,17 +68,24 @@ class Service:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
+        status, _headers, answer = self.raw_request(method, path, data)
+        return status, answer
+
+    def raw_request(
+        self, method: str, path: str, data: bytes | None = None, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, JSON body or text) for any body and content type."""
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
-                status, text = response.status, response.read()
+                status, headers, text = response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
-            status, text = error.code, error.read()
+            status, headers, text = error.code, dict(error.headers), error.read()
         try:
-            return status, json.loads(text)
+            return status, headers, json.loads(text)
         except ValueError:
-            return status, text.decode()
+            return status, headers, text.decode(errors="replace")
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

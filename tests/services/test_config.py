@@ -10,14 +10,11 @@ from typing import Any
 import pika
 import pytest
 
-from .processes import ROOT
+from jobstack.config import ConfigError, load_settings
+from jobstack.engine import EngineSettings
+
+from .processes import ROOT, checkout_environment
 from tools.rabbitmq_local import free_port
-
-sys.path.insert(0, str(ROOT / "services"))
-sys.path.insert(0, str(ROOT / "services" / "engine"))
-
-from engine import EngineSettings
-from jobstack_common.config import ConfigError, load_settings
 
 
 def write_ini(tmp_path: Path, text: str) -> Path:
@@ -81,7 +78,7 @@ def test_invalid_settings_are_refused_naming_the_key(
 
 def run_service(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     script = ROOT / "services" / name / f"{name}.py"
-    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": checkout_environment()["PYTHONPATH"], **(env or {})}
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=environ, timeout=60)
 
 
