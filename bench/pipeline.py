@@ -73,7 +73,8 @@ def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> 
         engine.wait(timeout=60)
     summaries = [json.loads(line)["summary"] for line in generator.stdout.splitlines() if line.startswith('{"summary"')]
     if generator.returncode != 0 or not summaries:
-        raise SystemExit(f"bench: load generator failed (exit {generator.returncode}): {generator.stderr.strip()[-800:]}")
+        failure = generator.stderr.strip()[-800:]
+        raise SystemExit(f"bench: load generator failed (exit {generator.returncode}): {failure}")
     summary = summaries[0]
     if summary["failed"]:
         raise SystemExit(f"bench: {summary['failed']} of {n} jobs failed")

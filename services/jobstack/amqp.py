@@ -71,8 +71,12 @@ def connection_parameters(settings: ServiceSettings, connection_name: str) -> pi
 class Session:
     """An open connection with one channel in confirm mode."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_publish_failed: Callable[[PublishFailure], None] | None = None
+    ) -> None:
         self._loop = loop
+        # Called once for every publish that ends in a failure, whoever awaits it (metrics).
+        self._on_publish_failed = on_publish_failed
         self.connection: AsyncioConnection | None = None
         self.channel: Channel | None = None
         self.closed: asyncio.Future[str] = loop.create_future()
@@ -89,8 +93,10 @@ class Session:
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    async def open(cls, parameters: pika.ConnectionParameters) -> Session:
-        session = cls(asyncio.get_running_loop())
+    async def open(
+        cls, parameters: pika.ConnectionParameters, on_publish_failed: Callable[[PublishFailure], None] | None = None
+    ) -> Session:
+        session = cls(asyncio.get_running_loop(), on_publish_failed)
         opened = session._future()
         session.connection = AsyncioConnection(
             parameters,
@@ -157,7 +163,7 @@ class Session:
         """
         future: asyncio.Future[None] = self._loop.create_future()
         if not self.is_open:
-            future.set_exception(PublishFailed(PublishFailure.CONNECTION_LOST))
+            self._failed(future, PublishFailure.CONNECTION_LOST, "not connected")
             return future
         assert self.channel is not None
         self._confirms[self._next_tag] = (future, properties.message_id)
@@ -175,7 +181,18 @@ class Session:
         except TimeoutError:
             # The answer may still come; nobody waits for it any more, so silence its exception.
             future.add_done_callback(_consume_exception)
+            self.report_timeout()
             raise PublishFailed(PublishFailure.TIMEOUT, self.timeout_detail(timeout)) from None
+
+    def report_timeout(self) -> None:
+        """For callers that bound a publish() themselves: count the timeout like any failure."""
+        if self._on_publish_failed is not None:
+            self._on_publish_failed(PublishFailure.TIMEOUT)
+
+    def _failed(self, future: asyncio.Future[None], kind: PublishFailure, detail: str) -> None:
+        future.set_exception(PublishFailed(kind, detail))
+        if self._on_publish_failed is not None:
+            self._on_publish_failed(kind)
 
     def timeout_detail(self, timeout: float) -> str:
         if self.blocked_reason is not None:
@@ -200,9 +217,9 @@ class Session:
                 continue
             returned = self._returned.pop(message_id, None) if self._returned else None
             if returned is not None:
-                future.set_exception(PublishFailed(PublishFailure.UNROUTABLE, returned))
+                self._failed(future, PublishFailure.UNROUTABLE, returned)
             elif not acked:
-                future.set_exception(PublishFailed(PublishFailure.NACKED, "the broker refused the message"))
+                self._failed(future, PublishFailure.NACKED, "the broker refused the message")
             else:
                 future.set_result(None)
 
@@ -279,7 +296,7 @@ class Session:
         pending, self._confirms = self._confirms, {}
         for future, _message_id in pending.values():
             if not future.done():
-                future.set_exception(PublishFailed(PublishFailure.CONNECTION_LOST, str(error)))
+                self._failed(future, PublishFailure.CONNECTION_LOST, str(error))
 
     def abort(self, reason: str) -> None:
         """Close the connection because of a local decision (it is then re-established)."""

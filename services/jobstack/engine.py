@@ -110,9 +110,6 @@ class Engine(BrokerService[EngineSettings]):
         )
         self._redeliveries = Counter("jobstack_engine_redeliveries", "Deliveries flagged as redelivered")
         self._dead_lettered = Counter("jobstack_engine_dead_lettered", "Jobs sent to the dead-letter queue", ["reason"])
-        self._publish_failures = Counter(
-            "jobstack_engine_publish_failures", "Publishes that were not confirmed, by reason", ["reason"]
-        )
         self._given_back = Counter(
             "jobstack_engine_deliveries_given_back",
             "Deliveries rejected or requeued instead of acked, by what happened to them",
@@ -128,8 +125,6 @@ class Engine(BrokerService[EngineSettings]):
             self._jobs.labels(status.value)
         for kind in RefusalKind:
             self._dead_lettered.labels(kind.value)
-        for failure in PublishFailure:
-            self._publish_failures.labels(failure.value)
 
     # -- broker ------------------------------------------------------------------------------------
     async def on_connected(self, session: Session) -> None:
@@ -143,7 +138,7 @@ class Engine(BrokerService[EngineSettings]):
             # pika runs this inside its frame handling: an exception here would close the connection.
             try:
                 task = asyncio.ensure_future(self._handle(session, method, properties, body))
-            except Exception:  # noqa: BLE001 - nothing may escape into pika
+            except Exception:
                 log.exception("cannot start handling a delivery; giving it back")
                 session.reject(method.delivery_tag, requeue=True)
                 return
@@ -205,12 +200,12 @@ class Engine(BrokerService[EngineSettings]):
             await self._process(session, method, properties, body)
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001 - a bug must not strand the delivery
+        except Exception as error:
             log.exception("unexpected error handling a delivery")
             refusal = InvalidJob(printable(f"engine error: {type(error).__name__}: {error}"))
             try:
                 await self._refuse(session, method, properties, body, refusal, utc_now())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("cannot dead-letter after an engine error; rejecting the delivery")
                 self._give_back(session, method, requeue=False)
 
@@ -277,7 +272,6 @@ class Engine(BrokerService[EngineSettings]):
             try:
                 await self._publish_result(session, job_id, status, properties, result)
             except PublishFailed as failure:
-                self._publish_failures.labels(failure.kind.value).inc()
                 if failure.kind is PublishFailure.CONNECTION_LOST:
                     return False  # not acked: the broker redelivers the job
                 remaining = deadline - time.monotonic()
@@ -294,13 +288,12 @@ class Engine(BrokerService[EngineSettings]):
                     refusal = InvalidJob(printable(reason), job_id, RefusalKind.UNROUTABLE)
                     await self._dead_letter_and_settle(session, method, properties, body, refusal)
                     return False
-                log.error("result not accepted in time; requeueing the job", extra={"job_id": job_id,
-                                                                                   "reason": str(failure)})
+                log.error(
+                    "result not accepted in time; requeueing the job", extra={"job_id": job_id, "reason": str(failure)}
+                )
                 self._give_back(session, method, requeue=True)
                 return False
-            if session.ack(method.delivery_tag):
-                return True
-            return False
+            return session.ack(method.delivery_tag)
 
     async def _publish_result(
         self, session: Session, job_id: str, status: ResultStatus, job_properties: BasicProperties, result: bytes
@@ -333,17 +326,16 @@ class Engine(BrokerService[EngineSettings]):
         rejected: asyncio.Future[None] | None = None
         if refusal.job_id:
             # The submitter hears "rejected" instead of waiting forever (best effort).
-            result = result_body(refusal.job_id, ResultStatus.REJECTED, self.settings.instance_id, started_at,
-                                 refusal.reason)
+            result = result_body(
+                refusal.job_id, ResultStatus.REJECTED, self.settings.instance_id, started_at, refusal.reason
+            )
             rejected = asyncio.ensure_future(
                 self._publish_result(session, refusal.job_id, ResultStatus.REJECTED, properties, result)
             )
         await self._dead_letter_and_settle(session, method, properties, body, refusal)
         if rejected is not None:
-            try:
+            with contextlib.suppress(PublishFailed):  # counted by the session; best effort
                 await rejected
-            except PublishFailed as failure:
-                self._publish_failures.labels(failure.kind.value).inc()
 
     async def _dead_letter_and_settle(
         self, session: Session, method: Basic.Deliver, properties: BasicProperties, body: bytes, refusal: InvalidJob
@@ -356,7 +348,6 @@ class Engine(BrokerService[EngineSettings]):
                 self.settings.dead_letter_exchange, self.settings.jobs_queue, body, dead, self.settings.publish_timeout
             )
         except PublishFailed as failure:
-            self._publish_failures.labels(failure.kind.value).inc()
             if failure.kind is PublishFailure.CONNECTION_LOST:
                 return  # redelivered and refused again later
             # Our dead letter was refused: reject without requeue, so that the queue's own

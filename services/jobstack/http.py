@@ -127,11 +127,13 @@ class RequestObserver:
     def __init__(self, prefix: str, guard_of: Callable[[], ConnectionGuard | None]) -> None:
         self._guard_of = guard_of
         self._requests = Counter(
-            f"{prefix}_http_requests", "HTTP requests answered, by route template, method and status",
+            f"{prefix}_http_requests",
+            "HTTP requests answered, by route template, method and status",
             ["route", "method", "status"],
         )
         self._duration = Histogram(
-            f"{prefix}_http_request_duration_seconds", "Time to answer an HTTP request, by route template",
+            f"{prefix}_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
             ["route", "method"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
@@ -174,11 +176,14 @@ class RequestObserver:
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge as error:
-            return json_error(413, f"body larger than {error.max_size} bytes")
+            return json_error(413, f"body larger than allowed ({error.text})")
         except web.HTTPException as error:
             if error.status >= 400:
-                return json_error(error.status, error.reason, {k: v for k, v in error.headers.items()
-                                                               if k in ("Allow", "Retry-After")})
+                return json_error(
+                    error.status,
+                    error.reason,
+                    {k: v for k, v in error.headers.items() if k in ("Allow", "Retry-After")},
+                )
             raise
         except asyncio.CancelledError:
             raise

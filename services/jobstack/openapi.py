@@ -132,6 +132,9 @@ def openapi_document(max_value: int, max_body_bytes: int) -> dict[str, Any]:
 
 
 def _status_response(status: str) -> dict[str, Any]:
-    schema = {"type": "object", "required": ["status"], "properties": {"status": {"enum": [status]},
-                                                                        "reason": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"enum": [status]}, "reason": {"type": "string"}},
+    }
     return {"description": status, "content": {"application/json": {"schema": schema}}}

@@ -39,14 +39,16 @@ class JobView:
     def full(self) -> bool:
         return len(self.pending) >= self.max_pending
 
-    def job_seen(self, job_id: str, now: float) -> None:
+    def job_seen(self, job_id: str, now: float) -> Finished | None:
+        """Record an accepted job; its Finished record if its result had already been read."""
         if job_id in self.pending or job_id in self.finished:
-            return  # a republished job (at-least-once), or a stream record we already had
+            return None  # a republished job (at-least-once), or a stream record we already had
         early = self._early.pop(job_id, None) if self._early else None
         if early is not None:
             self._finish(job_id, early)
-        else:
-            self.pending[job_id] = now
+            return early
+        self.pending[job_id] = now
+        return None
 
     def result_seen(self, job_id: str, status: str, body: bytes, now: float) -> bool:
         """Record the first result of a job; False for duplicates and for jobs not (yet) seen."""
@@ -102,4 +104,3 @@ class JobView:
         self.pending.clear()
         self.finished.clear()
         self._early.clear()
-

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-from .amqp import BrokerUnavailable, PublishFailed, Session, TopologyConflict, connection_parameters
+from .amqp import BrokerUnavailable, PublishFailed, PublishFailure, Session, TopologyConflict, connection_parameters
 from .config import ConfigError, ServiceSettings, load_settings
 from .http import ConnectionGuard, RequestObserver
 from .logs import setup_logging
@@ -61,6 +61,11 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         prefix = self.metrics_prefix
         self._connected_gauge = Gauge(f"{prefix}_broker_connected", "1 while connected to RabbitMQ")
         self._reconnects = Counter(f"{prefix}_broker_reconnects", "Connections re-established after a loss")
+        self.publish_failures = Counter(
+            f"{prefix}_publish_failures", "Publishes that were not confirmed, by reason", ["reason"]
+        )
+        for failure in PublishFailure:
+            self.publish_failures.labels(failure.value)
         self._observer = RequestObserver(prefix, lambda: self._guard)
 
     # -- hooks for the concrete services ------------------------------------------------------
@@ -132,7 +137,7 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         while not self._stopping.is_set():
             session: Session | None = None
             try:
-                session = await Session.open(parameters)
+                session = await Session.open(parameters, self._publish_failed)
                 await self.on_connected(session)
             except TopologyConflict as error:
                 raise StartupFailed(
@@ -167,6 +172,9 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
             attempt = 1 if time.monotonic() - session_started >= STABLE_SESSION_SECONDS else attempt + 1
             await self._back_off(attempt, "lost connection to broker", session.closed.result())
             started = time.monotonic()
+
+    def _publish_failed(self, failure: PublishFailure) -> None:
+        self.publish_failures.labels(failure.value).inc()
 
     async def _back_off(self, attempt: int, message: str, error: str) -> None:
         delay = backoff_delay(attempt)

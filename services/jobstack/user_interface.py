@@ -130,12 +130,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             "Time from submission to result, for jobs this replica accepted",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
         )
-        self._publish_failures = Counter(
-            "jobstack_ui_publish_failures", "Job publishes that were not confirmed, by reason", ["reason"]
-        )
-        self._foreign = Counter(
-            "jobstack_ui_results_foreign", "Results read before (or without) their job's record"
-        )
+        self._foreign = Counter("jobstack_ui_results_foreign", "Results read before (or without) their job's record")
         self._ignored = Counter(
             "jobstack_ui_records_ignored", "Stream records that are no job or result this service can read"
         )
@@ -144,8 +139,6 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         )
         for status in sorted(RESULT_STATUSES):
             self._completed.labels(status)
-        for failure in PublishFailure:
-            self._publish_failures.labels(failure.value)
 
     # -- the results stream ------------------------------------------------------------------------
     async def on_connected(self, session: Session) -> None:
@@ -160,7 +153,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             # pika runs this inside its frame handling: nothing may escape, whatever the record holds.
             try:
                 self._read_record(method.routing_key, properties, body)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self._ignored.inc()
                 log.warning("ignoring a stream record that cannot be read", exc_info=True)
             self._ack_soon(session, method.delivery_tag)
@@ -200,7 +193,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         elif properties.type != MARKER_TYPE:
             self._ignored.inc()
 
-    def _read_result(self, properties: BasicProperties, headers: dict[str, Any] | None, body: bytes, now: float) -> None:
+    def _read_result(
+        self, properties: BasicProperties, headers: dict[str, Any] | None, body: bytes, now: float
+    ) -> None:
         job_id = properties.correlation_id
         status = headers.get(STATUS_HEADER) if headers else None
         if len(body) > MAX_RECORD_BYTES:
@@ -216,10 +211,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             job_id, status = document["job_id"], document["status"]
         assert isinstance(status, str) and job_id is not None
         if self.view.result_seen(job_id, status, body, now):
-            submitted = self._mine.pop(job_id, None)
-            if submitted is not None:
-                self._completed.labels(status).inc()
-                self._latency.observe(now - submitted)
+            self._count_mine(job_id, status, now)
         elif job_id not in self.view.finished:
             self._foreign.inc()
 
@@ -268,7 +260,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             except TimeoutError:
                 # The broker may still take it; if it does, record it as accepted then.
                 future.add_done_callback(functools.partial(self._late_answer, job_id))
-                self._publish_failures.labels(PublishFailure.TIMEOUT.value).inc()
+                session.report_timeout()
                 kind = SubmitFailure.FLOW_CONTROL if session.blocked_reason else SubmitFailure.TIMEOUT
                 raise SubmitError(
                     kind,
@@ -277,7 +269,6 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
                     job_id,
                 ) from None
             except PublishFailed as failure:
-                self._publish_failures.labels(failure.kind.value).inc()
                 if failure.kind is PublishFailure.CONNECTION_LOST:
                     continue  # publish again once reconnected (the engine side is at-least-once)
                 if failure.kind is PublishFailure.NACKED:
@@ -287,12 +278,14 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
                         "resources); retry later",
                     ) from None
                 raise SubmitError(
-                    SubmitFailure.UNROUTABLE, f"the broker could not route the job: {failure.detail}"
+                    SubmitFailure.UNROUTABLE, f"the job is unroutable: no queue is bound for it ({failure.detail})"
                 ) from None
             break
         self._accepted(job_id)
         self._submitted.inc()
         self._record_accepted(session, job_id)
+        # One loop turn, so the batch's record is on the wire before the caller answers 202.
+        await asyncio.sleep(0)
         return job_id
 
     def _accepted(self, job_id: str) -> None:
@@ -300,16 +293,24 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._mine[job_id] = now
         if len(self._mine) > 2 * self.settings.max_pending:
             del self._mine[next(iter(self._mine))]  # jobs whose result never came
-        self.view.job_seen(job_id, now)
+        early = self.view.job_seen(job_id, now)
+        if early is not None:  # its result was read before the confirm was
+            self._count_mine(job_id, early.status, now)
+
+    def _count_mine(self, job_id: str, status: str, now: float) -> None:
+        submitted = self._mine.pop(job_id, None)
+        if submitted is not None:
+            self._completed.labels(status).inc()
+            self._latency.observe(now - submitted)
 
     def _record_accepted(self, session: Session, job_id: str) -> None:
         """Tell every replica, through the stream, that the job exists (batched, not waited for).
 
         Job ids confirmed in the same loop turn share one record written when the turn ends, so
-        under load this costs one stream write per batch rather than one per job. 202 does not
-        wait for it: waiting halves the throughput of a window of in-flight jobs (measured in
-        docs/performance.md). The job itself is already safe in the jobs queue; if this record is
-        lost (the replica dies within milliseconds of answering), the other replicas learn about
+        under load this costs one stream write per batch rather than one per job. submit() lets
+        the record go out before it returns, but 202 does not wait for its confirm: waiting
+        halves the throughput of a window of in-flight jobs (docs/performance.md). The job itself
+        is already safe in the jobs queue; if the record is lost, the other replicas learn about
         the job from its result.
         """
         if not self._accepted_batch or len(self._accepted_batch) >= ACCEPTED_PER_RECORD:
@@ -330,8 +331,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
 
     def _accepted_written(self, jobs: int, published: asyncio.Future[None]) -> None:
         error = None if published.cancelled() else published.exception()
-        if isinstance(error, PublishFailed):
-            self._publish_failures.labels(error.kind.value).inc()
+        if isinstance(error, PublishFailed):  # counted by the session
             log.warning("accepted jobs not recorded in the results stream", extra={"jobs": jobs, "error": str(error)})
 
     async def _session_before(self, deadline: float) -> Session:
@@ -434,7 +434,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         while not self.stopping:
             await asyncio.sleep(s.loop_interval)
             try:
-                job_id = await self.submit({"type": "integer", "value": random.randint(s.loop_min_value, s.loop_max_value)})
+                job_id = await self.submit(
+                    {"type": "integer", "value": random.randint(s.loop_min_value, s.loop_max_value)}
+                )
             except SubmitError as error:
                 log.warning("loop job not accepted", extra={"error": str(error)})
                 continue

@@ -39,8 +39,11 @@ class Admin:
                 last = self.queue(name)
             except urllib.error.HTTPError:
                 last = {}
-            if last and predicate(last):
-                return last
+            try:
+                if last and predicate(last):
+                    return last
+            except KeyError:
+                pass  # the management stats of a new queue appear after a few seconds
             time.sleep(0.5)
         raise AssertionError(f"queue {name} never matched: {last}")
 
@@ -57,7 +60,9 @@ class Admin:
 
     def connections(self, name_prefix: str) -> list[dict[str, Any]]:
         found = self.api("GET", f"/api/vhosts/{self._vhost}/connections")
-        return [c for c in found if str(c.get("client_properties", {}).get("connection_name", "")).startswith(name_prefix)]
+        return [
+            c for c in found if str(c.get("client_properties", {}).get("connection_name", "")).startswith(name_prefix)
+        ]
 
     def close_connections(self, name_prefix: str) -> int:
         closed = 0

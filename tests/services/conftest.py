@@ -12,9 +12,10 @@ from typing import Any
 import pika
 import pytest
 
+from tools.rabbitmq_local import Broker, ExternalBroker
+
 from .broker_admin import Admin
 from .processes import PACKAGE_PATH, Service
-from tools.rabbitmq_local import Broker, ExternalBroker
 
 # Unit tests import this checkout's `jobstack` package, like the processes they start do.
 if PACKAGE_PATH not in sys.path:

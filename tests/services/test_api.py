@@ -87,7 +87,7 @@ def test_slow_headers_and_slow_bodies_are_cut_off(amqp_url: str, services: Calla
     assert _closed_within(slow_headers, 15) is not None, "a client sending headers slowly kept its connection"
     slow_body = _connect(ui)
     slow_body.sendall(
-        b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"ty"
+        b'POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"ty'
     )
     answer = _closed_within(slow_body, 15)
     assert answer is not None and answer.startswith(b"HTTP/1.1 408"), answer
@@ -110,24 +110,20 @@ def test_connections_above_the_cap_are_refused(amqp_url: str, services: Callable
     assert ui.metric("jobstack_ui_http_connections_refused_total") >= 1
 
 
-def test_access_log_and_request_metrics_use_the_route_template(
-    amqp_url: str, services: Callable[..., Service]
-) -> None:
+def test_access_log_and_request_metrics_use_the_route_template(amqp_url: str, services: Callable[..., Service]) -> None:
     ui = services("user_interface", amqp_url)
-    secret = "0b7f6c43-3c4b-4c39-9c55-7a4f0c7f2f11"
+    job_id = "0b7f6c43-3c4b-4c39-9c55-7a4f0c7f2f11"
     ui.raw_request("POST", "/jobs", json.dumps({**JOB, "note": "do-not-log-me"}).encode())
-    ui.get(f"/jobs/{secret}")
+    ui.get(f"/jobs/{job_id}")
     lines = [line for line in ui.log_lines() if line.get("msg") == "http request"]
     get = next(line for line in lines if line["route"] == "/jobs/{job_id}")
-    assert (get["method"], get["status"], get["path"]) == ("GET", 404, f"/jobs/{secret}")
+    assert (get["method"], get["status"], get["path"]) == ("GET", 404, f"/jobs/{job_id}")
     assert isinstance(get["duration_ms"], float)
     assert "do-not-log-me" not in ui.log_text()  # bodies are never logged
-    assert ui.metric(
-        "jobstack_ui_http_requests_total", 'method="GET",route="/jobs/{job_id}",status="404"'
-    ) == 1
+    assert ui.metric("jobstack_ui_http_requests_total", 'method="GET",route="/jobs/{job_id}",status="404"') == 1
     assert ui.metric("jobstack_ui_http_requests_total", 'method="POST",route="/jobs",status="400"') == 1
     _status, text = ui.get("/metrics")
-    assert secret not in text  # the raw path never becomes a label
+    assert job_id not in text  # the raw path never becomes a label
     assert 'jobstack_ui_http_request_duration_seconds_count{method="GET",route="/jobs/{job_id}"}' in text
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pika
 import pytest
-
 from jobstack.config import ConfigError, load_settings
 from jobstack.engine import EngineSettings
 
-from .processes import ROOT, checkout_environment
 from tools.rabbitmq_local import free_port
+
+from .processes import ROOT, checkout_environment
 
 
 def write_ini(tmp_path: Path, text: str) -> Path:

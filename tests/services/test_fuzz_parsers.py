@@ -43,8 +43,11 @@ hostile = st.sampled_from(
         b"x" * (MAX_BYTES + 1),
     ]
 )
-bodies = st.binary(max_size=2000) | hostile | json_values.map(lambda v: json.dumps(v).encode()) | job_like.map(
-    lambda v: json.dumps(v).encode()
+bodies = (
+    st.binary(max_size=2000)
+    | hostile
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | job_like.map(lambda v: json.dumps(v).encode())
 )
 
 

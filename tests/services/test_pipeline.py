@@ -9,9 +9,10 @@ from typing import Any
 
 import pika
 
+from tools.rabbitmq_local import Broker
+
 from . import original_protocol as original
 from .processes import Service, wait_for
-from tools.rabbitmq_local import Broker
 
 
 def submit(ui: Service, value: int) -> str:
@@ -81,9 +82,7 @@ def test_jobs_published_before_any_engine_starts_are_kept(amqp_url: str, service
     assert [result_of(ui, job_id)["status"] for job_id in job_ids] == ["succeeded"] * 5
 
 
-def test_any_replica_answers_for_any_job_pending_or_finished(
-    amqp_url: str, services: Callable[..., Service]
-) -> None:
+def test_any_replica_answers_for_any_job_pending_or_finished(amqp_url: str, services: Callable[..., Service]) -> None:
     first = services("user_interface", amqp_url, instance_id="ui-a")
     second = services("user_interface", amqp_url, instance_id="ui-b")
     pending = submit(first, 0)  # no engine yet: pending
