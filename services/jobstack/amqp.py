@@ -134,6 +134,18 @@ class Session:
         method(*args, callback=future.set_result, **kwargs)
         return await future
 
+    async def sent(self, max_turns: int = 50) -> None:
+        """Wait (a few loop turns at most) until pika has handed what it buffered to the kernel.
+
+        pika's asyncio transport writes when the socket is next writable, not at once; a caller
+        that must not answer before its publish is on the wire waits for this.
+        """
+        transport = getattr(self.connection, "_transport", None)  # pika keeps it private
+        for _ in range(max_turns):
+            if transport is None or not transport.get_write_buffer_size():
+                return
+            await asyncio.sleep(0)
+
     @property
     def is_open(self) -> bool:
         return not self.closed.done() and self.channel is not None and self.channel.is_open

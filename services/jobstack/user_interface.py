@@ -284,8 +284,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._accepted(job_id)
         self._submitted.inc()
         self._record_accepted(session, job_id)
-        # One loop turn, so the batch's record is on the wire before the caller answers 202.
+        # The batch's record goes out in the next loop turn: answer 202 only once it is on the wire.
         await asyncio.sleep(0)
+        await session.sent()
         return job_id
 
     def _accepted(self, job_id: str) -> None:

@@ -20,6 +20,17 @@ class Admin:
         else:
             self.base, self.user, self.password = broker.management_url, broker.user, broker.password
 
+    def other_administrator(self) -> Admin:
+        """An administrator with full rights on this vhost, while the services' user loses some."""
+        other = Admin(self.broker, self.vhost)
+        other.user, other.password = f"operator-{self.vhost}"[:60], "operator-password"
+        self.api(
+            "PUT", f"/api/users/{urllib.parse.quote(other.user)}", {"password": other.password, "tags": "administrator"}
+        )
+        body = {"configure": ".*", "write": ".*", "read": ".*"}
+        self.api("PUT", f"/api/permissions/{self._vhost}/{urllib.parse.quote(other.user)}", body)
+        return other
+
     def api(self, method: str, path: str, body: object | None = None) -> Any:
         return management_api(self.base, self.user, self.password, method, path, body)
 

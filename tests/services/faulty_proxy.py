@@ -33,6 +33,10 @@ class FaultyProxy:
     def cut(self, seconds: float) -> None:
         self._cut_until = time.monotonic() + seconds
         time.sleep(seconds)
+        self.sever()
+
+    def sever(self) -> None:
+        """Close every connection now (both ends see a reset), as a dying peer or NAT would."""
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:

@@ -15,6 +15,7 @@ import pytest
 from tools.rabbitmq_local import Broker
 
 from .broker_admin import Admin, rabbitmqctl
+from .faulty_proxy import FaultyProxy
 from .processes import Service, wait_for
 from .test_pipeline import result_of, submit
 
@@ -79,14 +80,15 @@ def test_a_publish_lost_with_its_connection_leaves_nothing_in_hand(
     vhost = "flow-control-lost"
     url = alarmed_broker.add_vhost(vhost)
     admin = Admin(alarmed_broker, vhost)
-    engine = services("engine", url, publish_timeout=120)
+    proxy = FaultyProxy(alarmed_broker.amqp_port)
+    engine = services("engine", f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}", publish_timeout=120)
     ui = services("user_interface", url)
     job_id = submit(ui, 1)
     memory_alarm(alarmed_broker, True)
     try:
         engine.wait_log("broker blocked our publishes", timeout=30)  # its result publish hangs
         assert engine.metric("jobstack_engine_deliveries_in_hand") == 1
-        admin.close_connections("engine:")  # the connection goes while the confirm is awaited
+        proxy.sever()  # the connection goes while the confirm is awaited
         wait_for(
             lambda: engine.metric("jobstack_engine_publish_failures_total", 'reason="connection-lost"') == 1,
             message="the lost publish to be counted",

@@ -83,3 +83,17 @@ def test_a_result_unroutable_past_the_retry_bound_is_dead_lettered(
     )
     admin.wait_queue("jobstack.jobs.dead", lambda q: q["messages"] == 1)
     admin.wait_queue("jobstack.jobs", lambda q: q["messages_unacknowledged"] == 0 and q["messages"] == 0)
+
+
+def test_the_results_stream_is_declared_bare_and_takes_its_retention_from_a_policy(
+    amqp_url: str, services: Callable[..., Service], admin: Admin
+) -> None:
+    services("engine", amqp_url)
+    services("user_interface", amqp_url)
+    retention = {"max-age": "1h", "max-length-bytes": 1_000_000_000}
+    admin.set_policy("jobstack-results", r"^jobstack\.results$", retention)
+    stream = admin.wait_queue("jobstack.results", lambda q: q.get("effective_policy_definition") == retention)
+    # Only the type is declared: a limit in an x- argument would conflict with a changed policy.
+    assert stream["arguments"] == {"x-queue-type": "stream"} and stream["durable"] is True
+    bindings = admin.api("GET", f"/api/exchanges/{admin.vhost}/job-exchange/bindings/source")
+    assert {b["routing_key"] for b in bindings if b["destination"] == "jobstack.results"} == {"result"}
