@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,33 @@ def test_conflicting_jobs_queue_stops_the_engine_with_one_clear_line(amqp_url: s
     engine = services("engine", amqp_url, wait_ready=False)
     assert engine.wait(timeout=30) == 1
     assert "refused our topology" in engine.log_text() and "jobstack.jobs" in engine.log_text()
+
+
+def test_the_services_are_an_installable_package(tmp_path: Path) -> None:
+    # Built from a copy, so the checkout gets no build directory; pip fetches setuptools to build.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "services", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert sorted(p.name for p in (target / "jobstack").glob("*.py")) == sorted(
+        p.name for p in (ROOT / "services" / "jobstack").glob("*.py")
+    )
+    # The entry point runs from the installed package alone (this checkout's code is not on the path).
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)}
+    missing = tmp_path / "nope.ini"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "services" / "engine" / "engine.py"), "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        f"engine: configuration error: config file {missing} does not exist",
+    )
