@@ -1,1 +1,1 @@
-"""Code shared by the jobstack engine and user_interface services."""
+"""jobstack: the engine and user_interface services and the code they share (see docs/services.md)."""

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pika.data import encode_table
 from pika.spec import Basic, BasicProperties
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -79,8 +80,6 @@ def bounded_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
     if not headers:
         return {}
     try:
-        from pika.data import encode_table
-
         pieces: list[bytes] = []
         size = encode_table(pieces, headers)
     except Exception:  # noqa: BLE001 - headers we cannot re-encode are dropped, not fatal
