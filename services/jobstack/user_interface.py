@@ -147,7 +147,7 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         await declare_results_stream(session, settings)
         self._caught_up = False
         self._marker = f"{settings.instance_id}-{next(self._markers)}-{time.time_ns()}"
-        session.on_consumer_cancelled = lambda _tag: session.abort("the broker cancelled the results consumer")
+        session.on_consumer_cancelled = lambda _tag: self._results_consumer_cancelled(session)
 
         def on_record(_channel: Any, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
             # pika runs this inside its frame handling: nothing may escape, whatever the record holds.
@@ -164,6 +164,12 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         # Reading our own marker back means every record written before it has been read.
         marker = BasicProperties(type=MARKER_TYPE, message_id=self._marker, delivery_mode=2)
         await session.publish_confirmed("", settings.results_stream, b"", marker, settings.submit_timeout)
+
+    def _results_consumer_cancelled(self, session: Session) -> None:
+        # The stream was deleted (its offsets start again from 0) or lost its leader: read it
+        # again from the time window rather than from an offset that may not exist any more.
+        self._last_offset = None
+        session.abort("the broker cancelled the results consumer")
 
     def _offset(self) -> int | datetime | str:
         """Where to (re)start reading: after the last record read, else a time window back."""
