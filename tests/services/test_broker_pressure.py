@@ -46,7 +46,12 @@ def alarmed_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]
 
 
 def memory_alarm(broker: Broker, on: bool) -> None:
+    """Raise or clear the node's memory alarm, and wait until the node reports it so."""
     rabbitmqctl(broker, "set_vm_memory_high_watermark", "0.0000001" if on else "0.4")
+    wait_for(
+        lambda: all(node.get("mem_alarm") is on for node in broker.api("GET", "/api/nodes")),  # type: ignore[union-attr]
+        message=f"the memory alarm to be {'on' if on else 'off'}",
+    )
 
 
 def test_submit_timeout_bounds_the_confirm_and_names_flow_control(
@@ -83,10 +88,11 @@ def test_a_publish_lost_with_its_connection_leaves_nothing_in_hand(
     proxy = FaultyProxy(alarmed_broker.amqp_port)
     engine = services("engine", f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}", publish_timeout=120)
     ui = services("user_interface", url)
-    job_id = submit(ui, 1)
-    memory_alarm(alarmed_broker, True)
+    job_id = submit(ui, 5)
+    engine.wait_log("job started", job_id=job_id)
+    memory_alarm(alarmed_broker, True)  # before the job ends, so that its result publish hangs
     try:
-        engine.wait_log("broker blocked our publishes", timeout=30)  # its result publish hangs
+        engine.wait_log("broker blocked our publishes", timeout=30)
         assert engine.metric("jobstack_engine_deliveries_in_hand") == 1
         proxy.sever()  # the connection goes while the confirm is awaited
         wait_for(
