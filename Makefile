@@ -36,7 +36,7 @@ lint:
 
 lint-python:
 	$(BIN)/ruff check services bench tests tools
-	$(BIN)/mypy --ignore-missing-imports services/jobstack_common services/engine/engine.py services/user_interface/user_interface.py
+	$(BIN)/mypy --ignore-missing-imports services/jobstack services/engine/engine.py services/user_interface/user_interface.py
 
 test-services:
 	$(PYTEST) tests/services

@@ -6,7 +6,10 @@
 Run it from the repository root (`python -m` puts the root on sys.path for `tools`).
 
 Without AMQP_URL it starts a private Debian rabbitmq-server (as the tests do). Semantics are the
-production ones: persistent messages, publisher confirms on both sides, manual acks, quorum queue.
+production ones: persistent messages, publisher confirms on both sides, manual acks, quorum queue,
+results read back from the results stream. The engine runs as its own process
+(`services/engine/engine.py`); the load generator runs in a second process around the real
+UserInterface class and calls the same submit() as POST /jobs (HTTP is not part of the figure).
 Prints one JSON line per run: {"name", "n", "seconds", "jobs_per_s", "p50_ms", "p99_ms"}.
 """
 
@@ -26,33 +29,40 @@ from tools.rabbitmq_local import Broker, free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def checkout_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a service process: this checkout's `jobstack` package first."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "services"), str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> dict[str, Any]:
-    quiet = {"AMQP_URL": amqp_url}
-    engine_env = {
-        **os.environ,
-        **quiet,
-        "ENGINE_HTTP_PORT": str(free_port()),
-        "ENGINE_LOG_LEVEL": "warning",
-        "ENGINE_PREFETCH": str(max(window, 1)),
-    }
-    ui_env = {
-        **os.environ,
-        **quiet,
-        "USER_INTERFACE_HTTP_PORT": str(free_port()),
-        "USER_INTERFACE_LOG_LEVEL": "warning",
-        "USER_INTERFACE_MODE": "loop",
-        "USER_INTERFACE_LOOP_COUNT": str(n),
-        "USER_INTERFACE_LOOP_CONCURRENCY": str(window),
-        "USER_INTERFACE_LOOP_INTERVAL": "0",
-        "USER_INTERFACE_LOOP_RATE": str(rate),
-        "USER_INTERFACE_LOOP_MIN_VALUE": "0",
-        "USER_INTERFACE_LOOP_MAX_VALUE": "0",
-    }
+    """n jobs with at most window in flight (rate > 0: an open loop at rate jobs/s); one result dict."""
+    engine_env = checkout_environment(
+        {
+            "AMQP_URL": amqp_url,
+            "ENGINE_HTTP_PORT": str(free_port()),
+            "ENGINE_LOG_LEVEL": "warning",
+            "ENGINE_PREFETCH": str(max(window, 1)),
+        }
+    )
+    generator_env = checkout_environment(
+        {
+            "AMQP_URL": amqp_url,
+            "USER_INTERFACE_HTTP_PORT": str(free_port()),
+            "USER_INTERFACE_LOG_LEVEL": "warning",
+            # The whole run may be pending at once in open-loop mode.
+            "USER_INTERFACE_MAX_PENDING": str(max(n, 1) + 1),
+            "USER_INTERFACE_RESULTS_KEPT": str(max(n, 1) + 1),
+            "USER_INTERFACE_RESULTS_WINDOW_SECONDS": "0",
+        }
+    )
     engine = subprocess.Popen([sys.executable, str(ROOT / "services/engine/engine.py")], env=engine_env)
     try:
-        ui = subprocess.run(
-            [sys.executable, str(ROOT / "services/user_interface/user_interface.py")],
-            env=ui_env,
+        generator = subprocess.run(
+            [sys.executable, "-m", "bench.load_generator", str(n), str(window), str(rate)],
+            cwd=ROOT,
+            env=generator_env,
             capture_output=True,
             text=True,
             timeout=600,
@@ -61,9 +71,10 @@ def run_pipeline(amqp_url: str, name: str, n: int, window: int, rate: float) -> 
     finally:
         engine.terminate()
         engine.wait(timeout=60)
-    summaries = [json.loads(line)["summary"] for line in ui.stdout.splitlines() if line.startswith('{"summary"')]
-    if ui.returncode != 0 or not summaries:
-        raise SystemExit(f"bench: user_interface failed (exit {ui.returncode}): {ui.stderr.strip()[-500:]}")
+    summaries = [json.loads(line)["summary"] for line in generator.stdout.splitlines() if line.startswith('{"summary"')]
+    if generator.returncode != 0 or not summaries:
+        failure = generator.stderr.strip()[-800:]
+        raise SystemExit(f"bench: load generator failed (exit {generator.returncode}): {failure}")
     summary = summaries[0]
     if summary["failed"]:
         raise SystemExit(f"bench: {summary['failed']} of {n} jobs failed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,14 @@ from typing import Any
 import pika
 import pytest
 
-from .processes import Service
 from tools.rabbitmq_local import Broker, ExternalBroker
+
+from .broker_admin import Admin
+from .processes import PACKAGE_PATH, Service
+
+# Unit tests import this checkout's `jobstack` package, like the processes they start do.
+if PACKAGE_PATH not in sys.path:
+    sys.path.insert(0, PACKAGE_PATH)
 
 _vhosts = itertools.count(1)
 
@@ -39,10 +46,22 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def amqp_url(broker: Broker | ExternalBroker, request: pytest.FixtureRequest) -> str:
+def vhost(broker: Broker | ExternalBroker, request: pytest.FixtureRequest) -> str:
     """A vhost of the test's own: job-exchange is shared by design, so tests must not share one."""
     name = f"t{next(_vhosts)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
-    return broker.add_vhost(name)
+    broker.add_vhost(name)
+    return name
+
+
+@pytest.fixture
+def amqp_url(broker: Broker | ExternalBroker, vhost: str) -> str:
+    return broker.add_vhost(vhost)
+
+
+@pytest.fixture
+def admin(broker: Broker | ExternalBroker, vhost: str) -> Admin:
+    """The management API for the test's vhost."""
+    return Admin(broker, vhost)
 
 
 @pytest.fixture

@@ -16,6 +16,16 @@ from typing import Any
 from tools.rabbitmq_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# The services import the package `jobstack`; the tests run this checkout's copy of it, whatever
+# the venv has installed.
+PACKAGE_PATH = str(ROOT / "services")
+
+
+def checkout_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ plus this checkout's services on PYTHONPATH."""
+    env = {**os.environ, **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PATH, env.get("PYTHONPATH", "")]))
+    return env
 
 
 class Service:
@@ -24,7 +34,7 @@ class Service:
         self.prefix = name.upper()
         self.http_port = free_port()
         self.env = {
-            **os.environ,
+            **checkout_environment(),
             "AMQP_URL": amqp_url,
             f"{self.prefix}_HTTP_PORT": str(self.http_port),
             f"{self.prefix}_LOG_FORMAT": "json",
@@ -58,17 +68,24 @@ class Service:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
+        status, _headers, answer = self.raw_request(method, path, data)
+        return status, answer
+
+    def raw_request(
+        self, method: str, path: str, data: bytes | None = None, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, JSON body or text) for any body and content type."""
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
-                status, text = response.status, response.read()
+                status, headers, text = response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
-            status, text = error.code, error.read()
+            status, headers, text = error.code, dict(error.headers), error.read()
         try:
-            return status, json.loads(text)
+            return status, headers, json.loads(text)
         except ValueError:
-            return status, text.decode()
+            return status, headers, text.decode(errors="replace")
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +10,12 @@ from typing import Any
 
 import pika
 import pytest
+from jobstack.config import ConfigError, load_settings
+from jobstack.engine import EngineSettings
 
-from .processes import ROOT
 from tools.rabbitmq_local import free_port
 
-sys.path.insert(0, str(ROOT / "services"))
-sys.path.insert(0, str(ROOT / "services" / "engine"))
-
-from engine import EngineSettings
-from jobstack_common.config import ConfigError, load_settings
+from .processes import ROOT, checkout_environment
 
 
 def write_ini(tmp_path: Path, text: str) -> Path:
@@ -81,7 +79,7 @@ def test_invalid_settings_are_refused_naming_the_key(
 
 def run_service(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     script = ROOT / "services" / name / f"{name}.py"
-    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": checkout_environment()["PYTHONPATH"], **(env or {})}
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=environ, timeout=60)
 
 
@@ -128,3 +126,33 @@ def test_conflicting_jobs_queue_stops_the_engine_with_one_clear_line(amqp_url: s
     engine = services("engine", amqp_url, wait_ready=False)
     assert engine.wait(timeout=30) == 1
     assert "refused our topology" in engine.log_text() and "jobstack.jobs" in engine.log_text()
+
+
+def test_the_services_are_an_installable_package(tmp_path: Path) -> None:
+    # Built from a copy, so the checkout gets no build directory; pip fetches setuptools to build.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "services", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert sorted(p.name for p in (target / "jobstack").glob("*.py")) == sorted(
+        p.name for p in (ROOT / "services" / "jobstack").glob("*.py")
+    )
+    # The entry point runs from the installed package alone (this checkout's code is not on the path).
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)}
+    missing = tmp_path / "nope.ini"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "services" / "engine" / "engine.py"), "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        f"engine: configuration error: config file {missing} does not exist",
+    )

@@ -9,9 +9,10 @@ import urllib.error
 from collections.abc import Callable
 from typing import Any
 
+from tools.rabbitmq_local import Broker
+
 from . import original_protocol as original
 from .processes import Service, wait_for
-from tools.rabbitmq_local import Broker
 from .test_pipeline import result_of, submit
 
 

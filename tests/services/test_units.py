@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-from .processes import ROOT
-
-sys.path.insert(0, str(ROOT / "services"))
-sys.path.insert(0, str(ROOT / "services" / "engine"))
-
-from engine import delivery_attempt
-from jobstack_common.service import BACKOFF_CAP_SECONDS, backoff_delay
+from jobstack.engine import delivery_attempt
+from jobstack.service import BACKOFF_CAP_SECONDS, backoff_delay
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:

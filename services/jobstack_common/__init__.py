@@ -1,1 +1,0 @@
-"""Code shared by the jobstack engine and user_interface services."""
