@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,12 @@ from typing import Any
 import pika
 import pytest
 
-from .processes import Service
+from .processes import PACKAGE_PATH, Service
 from tools.rabbitmq_local import Broker, ExternalBroker
+
+# Unit tests import this checkout's `jobstack` package, like the processes they start do.
+if PACKAGE_PATH not in sys.path:
+    sys.path.insert(0, PACKAGE_PATH)
 
 _vhosts = itertools.count(1)
 

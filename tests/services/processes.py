@@ -16,6 +16,16 @@ from typing import Any
 from tools.rabbitmq_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# The services import the package `jobstack`; the tests run this checkout's copy of it, whatever
+# the venv has installed.
+PACKAGE_PATH = str(ROOT / "services")
+
+
+def checkout_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ plus this checkout's services on PYTHONPATH."""
+    env = {**os.environ, **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PATH, env.get("PYTHONPATH", "")]))
+    return env
 
 
 class Service:
@@ -24,7 +34,7 @@ class Service:
         self.prefix = name.upper()
         self.http_port = free_port()
         self.env = {
-            **os.environ,
+            **checkout_environment(),
             "AMQP_URL": amqp_url,
             f"{self.prefix}_HTTP_PORT": str(self.http_port),
             f"{self.prefix}_LOG_FORMAT": "json",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,8 @@ from pika.spec import Basic, BasicProperties
 
 from .config import ServiceSettings
 
+log = logging.getLogger("jobstack.amqp")
+
 
 class BrokerUnavailable(Exception):
     """The broker could not be reached or the connection was lost."""
@@ -28,12 +32,20 @@ class TopologyConflict(Exception):
     """The broker refused a declaration (an existing object has other flags); retrying cannot help."""
 
 
-class PublishFailed(Exception):
-    """A publish was returned as unroutable, nacked by the broker, or lost with the connection."""
+class PublishFailure(enum.StrEnum):
+    """Every way a confirmed publish can fail; the values are the `reason` label of publish_failures_total."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    NACKED = "nacked"  # the broker refused it (e.g. a queue with overflow reject-publish is full)
+    UNROUTABLE = "unroutable"  # returned: no queue is bound for its routing key
+    CONNECTION_LOST = "connection-lost"  # the answer can no longer come; the broker may or may not have it
+    TIMEOUT = "timeout"  # no answer in time (flow control, an overloaded broker)
+
+
+class PublishFailed(Exception):
+    def __init__(self, kind: PublishFailure, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+        self.kind = kind
+        self.detail = detail
 
 
 def connection_parameters(settings: ServiceSettings, connection_name: str) -> pika.ConnectionParameters:
@@ -69,6 +81,11 @@ class Session:
         self._confirms: dict[int, tuple[asyncio.Future[None], str]] = {}
         self._returned: dict[str, str] = {}
         self._next_tag = 1
+        # Set while the broker blocks our publishes (connection.blocked: a memory or disk alarm).
+        self.blocked_reason: str | None = None
+        # Consumer tags the broker cancelled (queue deleted, stream leader lost).
+        self.cancelled_consumers: set[str] = set()
+        self.on_consumer_cancelled: Callable[[str], None] | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -82,12 +99,15 @@ class Session:
             on_close_callback=lambda _c, reason: session._fail(BrokerUnavailable(_describe(reason))),
             custom_ioloop=session._loop,
         )
+        session.connection.add_on_connection_blocked_callback(session._on_blocked)
+        session.connection.add_on_connection_unblocked_callback(session._on_unblocked)
         await opened
         channel_opened = session._future()
         session.connection.channel(on_open_callback=channel_opened.set_result)
         session.channel = await channel_opened
         session.channel.add_on_close_callback(session._on_channel_closed)
         session.channel.add_on_return_callback(session._on_return)
+        session.channel.add_on_cancel_callback(session._on_cancelled)
         confirming = session._future()
         session.channel.confirm_delivery(session._on_confirm, callback=confirming.set_result)
         await confirming
@@ -108,6 +128,10 @@ class Session:
         method(*args, callback=future.set_result, **kwargs)
         return await future
 
+    @property
+    def is_open(self) -> bool:
+        return not self.closed.done() and self.channel is not None and self.channel.is_open
+
     # -- topology ----------------------------------------------------------------------------
     async def declare_exchange(self, name: str, kind: str, durable: bool) -> None:
         assert self.channel is not None
@@ -127,18 +151,36 @@ class Session:
     ) -> asyncio.Future[None]:
         """Publish with `mandatory`; the future resolves when the broker confirms it.
 
-        It fails with PublishFailed("unroutable") when no queue took the message, ("nacked") when
-        the broker refused it, and ("connection lost") when the answer can no longer come.
+        It fails with PublishFailed of kind UNROUTABLE when no queue took the message, NACKED when
+        the broker refused it, and CONNECTION_LOST when the answer can no longer come.
         properties.message_id must be unique: it is how a returned message is recognised.
         """
         future: asyncio.Future[None] = self._loop.create_future()
-        if self.closed.done() or self.channel is None or not self.channel.is_open:
-            future.set_exception(PublishFailed("connection lost"))
+        if not self.is_open:
+            future.set_exception(PublishFailed(PublishFailure.CONNECTION_LOST))
             return future
+        assert self.channel is not None
         self._confirms[self._next_tag] = (future, properties.message_id)
         self._next_tag += 1
         self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
         return future
+
+    async def publish_confirmed(
+        self, exchange: str, routing_key: str, body: bytes, properties: BasicProperties, timeout: float
+    ) -> None:
+        """publish() and wait at most timeout seconds for the broker's answer (else TIMEOUT)."""
+        future = self.publish(exchange, routing_key, body, properties)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+        except TimeoutError:
+            # The answer may still come; nobody waits for it any more, so silence its exception.
+            future.add_done_callback(_consume_exception)
+            raise PublishFailed(PublishFailure.TIMEOUT, self.timeout_detail(timeout)) from None
+
+    def timeout_detail(self, timeout: float) -> str:
+        if self.blocked_reason is not None:
+            return f"the broker is applying flow control (connection blocked: {self.blocked_reason})"
+        return f"no confirm from the broker within {timeout:g} s"
 
     def _on_return(self, _channel: Channel, method: Basic.Return, properties: BasicProperties, _body: bytes) -> None:
         # RabbitMQ sends basic.return before the basic.ack of the same message.
@@ -158,11 +200,19 @@ class Session:
                 continue
             returned = self._returned.pop(message_id, None) if self._returned else None
             if returned is not None:
-                future.set_exception(PublishFailed(f"unroutable ({returned})"))
+                future.set_exception(PublishFailed(PublishFailure.UNROUTABLE, returned))
             elif not acked:
-                future.set_exception(PublishFailed("nacked by the broker"))
+                future.set_exception(PublishFailed(PublishFailure.NACKED, "the broker refused the message"))
             else:
                 future.set_result(None)
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self.blocked_reason = str(getattr(frame.method, "reason", "") or "resource alarm")
+        log.warning("broker blocked our publishes", extra={"reason": self.blocked_reason})
+
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        self.blocked_reason = None
+        log.info("broker unblocked our publishes")
 
     # -- consuming -----------------------------------------------------------------------------
     async def consume(
@@ -171,24 +221,42 @@ class Session:
         on_message: Callable[[Channel, Basic.Deliver, BasicProperties, bytes], None],
         prefetch: int,
         exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
     ) -> str:
         assert self.channel is not None
         await self.call(self.channel.basic_qos, prefetch_count=prefetch)
         consume_ok = self._future()
         tag = self.channel.basic_consume(
-            queue, on_message, auto_ack=False, exclusive=exclusive, callback=consume_ok.set_result
+            queue, on_message, auto_ack=False, exclusive=exclusive, arguments=arguments, callback=consume_ok.set_result
         )
         await consume_ok
         return tag
 
+    def _on_cancelled(self, frame: Any) -> None:
+        tag = frame.method.consumer_tag
+        self.cancelled_consumers.add(tag)
+        log.error("the broker cancelled our consumer", extra={"consumer_tag": tag})
+        if self.on_consumer_cancelled is not None:
+            self.on_consumer_cancelled(tag)
+
     async def cancel(self, consumer_tag: str) -> None:
-        if self.channel is not None and self.channel.is_open:
+        if self.is_open:
+            assert self.channel is not None
             await self.call(self.channel.basic_cancel, consumer_tag)
 
     def ack(self, delivery_tag: int, multiple: bool = False) -> bool:
-        if self.channel is None or not self.channel.is_open:
+        if not self.is_open:
             return False
+        assert self.channel is not None
         self.channel.basic_ack(delivery_tag, multiple=multiple)
+        return True
+
+    def reject(self, delivery_tag: int, requeue: bool) -> bool:
+        """Give a delivery back (requeue) or drop it to the queue's dead-letter policy, if any."""
+        if not self.is_open:
+            return False
+        assert self.channel is not None
+        self.channel.basic_nack(delivery_tag, multiple=False, requeue=requeue)
         return True
 
     # -- closing -------------------------------------------------------------------------------
@@ -211,13 +279,24 @@ class Session:
         pending, self._confirms = self._confirms, {}
         for future, _message_id in pending.values():
             if not future.done():
-                future.set_exception(PublishFailed("connection lost"))
+                future.set_exception(PublishFailed(PublishFailure.CONNECTION_LOST, str(error)))
+
+    def abort(self, reason: str) -> None:
+        """Close the connection because of a local decision (it is then re-established)."""
+        self._fail(BrokerUnavailable(reason))
+        if self.connection is not None and not (self.connection.is_closed or self.connection.is_closing):
+            self.connection.close()
 
     async def close(self) -> None:
         if self.connection is not None and not (self.connection.is_closed or self.connection.is_closing):
             self.connection.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout=5)
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _describe(error: Any) -> str:

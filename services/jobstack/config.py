@@ -42,12 +42,18 @@ class ServiceSettings:
     jobs_queue_type: str = setting("quorum", choices=("quorum", "classic"))
     dead_letter_exchange: str = "jobstack.dlx"
     dead_letter_queue: str = "jobstack.jobs.dead"
+    # The durable stream every user_interface reads jobs and results from (docs/architecture.md).
+    results_stream: str = "jobstack.results"
     max_job_seconds: int = setting(60, minimum=0)
     http_port: int = setting(8080, minimum=0)
     http_address: str = "0.0.0.0"
     log_format: str = setting("json", choices=("json", "text"))
     log_level: str = setting("info", choices=("debug", "info", "warning", "error"))
     shutdown_grace_seconds: float = setting(30.0, minimum=0)
+    # HTTP hygiene: a client gets this long to send a request's headers, then its body.
+    http_header_timeout: float = setting(10.0, minimum=0.1)
+    http_body_timeout: float = setting(10.0, minimum=0.1)
+    http_max_connections: int = setting(256, minimum=1)
     instance_id: str = ""
 
     def with_instance_id(self: S) -> S:

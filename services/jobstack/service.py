@@ -20,12 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 
 from .amqp import BrokerUnavailable, PublishFailed, Session, TopologyConflict, connection_parameters
 from .config import ConfigError, ServiceSettings, load_settings
+from .http import ConnectionGuard, RequestObserver
 from .logs import setup_logging
 
 log = logging.getLogger("jobstack")
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
+# A session that lived this long counts as healthy: the next loss starts the backoff afresh.
+STABLE_SESSION_SECONDS = 60.0
 
 
 class StartupFailed(Exception):
@@ -52,10 +55,13 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         self.session: Session | None = None
         self._stopping = asyncio.Event()
         self._http: web.AppRunner | None = None
+        self._http_server: asyncio.Server | None = None
+        self._guard: ConnectionGuard | None = None
         self.http_port = 0
         prefix = self.metrics_prefix
         self._connected_gauge = Gauge(f"{prefix}_broker_connected", "1 while connected to RabbitMQ")
         self._reconnects = Counter(f"{prefix}_broker_reconnects", "Connections re-established after a loss")
+        self._observer = RequestObserver(prefix, lambda: self._guard)
 
     # -- hooks for the concrete services ------------------------------------------------------
     @abc.abstractmethod
@@ -71,10 +77,18 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
     def routes(self) -> list[web.RouteDef]:
         return []
 
+    def not_ready_reason(self) -> str | None:
+        """Why /readyz should fail although the broker session is open (None: ready)."""
+        return None
+
     # -- state ---------------------------------------------------------------------------------
     @property
-    def ready(self) -> bool:
+    def connected(self) -> bool:
         return self.session is not None and not self.session.closed.done() and not self._stopping.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and self.not_ready_reason() is None
 
     @property
     def stopping(self) -> bool:
@@ -86,6 +100,8 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         try:
             await self._connection_loop()
         finally:
+            if self._http_server is not None:
+                self._http_server.close()
             if self._http is not None:
                 await self._http.cleanup()
 
@@ -102,6 +118,12 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
             await session.close()
 
     async def _connection_loop(self) -> None:
+        """Connect, serve, and reconnect after every loss with capped exponential backoff and jitter.
+
+        The backoff also applies after a session that was established and then dropped: a broker
+        or a message that keeps closing the connection must not make the service reconnect in a
+        tight loop. Only a session that stayed up for STABLE_SESSION_SECONDS resets the count.
+        """
         settings = self.settings
         parameters = connection_parameters(settings, f"{self.name}:{settings.instance_id}")
         started = time.monotonic()
@@ -126,13 +148,12 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
                         f"cannot connect to RabbitMQ at {settings.host}:{settings.port} "
                         f"(vhost {settings.vhost!r}) after {attempt} attempts in {waited:.0f} s: {error}"
                     ) from None
-                delay = backoff_delay(attempt)
-                log.warning("broker unavailable, retrying", extra={"error": str(error), "retry_in_s": round(delay, 2)})
-                await self._sleep_unless_stopping(delay)
+                await self._back_off(attempt, "broker unavailable, retrying", str(error))
                 continue
             if connected_before:
                 self._reconnects.inc()
-            connected_before, attempt = True, 0
+            connected_before = True
+            session_started = time.monotonic()
             self.session = session
             self._connected_gauge.set(1)
             log.info("connected to broker", extra={"host": settings.host, "port": settings.port})
@@ -140,10 +161,17 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
             self._connected_gauge.set(0)
             if isinstance(session.closed_error, TopologyConflict):
                 raise StartupFailed(f"RabbitMQ refused our topology: {session.closed_error}")
-            if not self._stopping.is_set():
-                log.warning("lost connection to broker", extra={"error": session.closed.result()})
-                await self.on_disconnected()
-                started = time.monotonic()
+            if self._stopping.is_set():
+                break
+            await self.on_disconnected()
+            attempt = 1 if time.monotonic() - session_started >= STABLE_SESSION_SECONDS else attempt + 1
+            await self._back_off(attempt, "lost connection to broker", session.closed.result())
+            started = time.monotonic()
+
+    async def _back_off(self, attempt: int, message: str, error: str) -> None:
+        delay = backoff_delay(attempt)
+        log.warning(message, extra={"error": error, "attempt": attempt, "retry_in_s": round(delay, 2)})
+        await self._sleep_unless_stopping(delay)
 
     async def _wait_for_close_or_stop(self, session: Session) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -160,7 +188,7 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
 
     # -- HTTP ------------------------------------------------------------------------------------
     async def _start_http(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=self.http_max_body_bytes, middlewares=[self._observer.middleware])
         app.add_routes(
             [
                 web.get("/healthz", self._healthz),
@@ -169,25 +197,35 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
                 *self.routes(),
             ]
         )
-        self._http = web.AppRunner(app, access_log=None, handle_signals=False)
+        settings = self.settings
+        # keepalive_timeout closes idle keep-alive connections; the guard handles slow headers.
+        self._http = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=30)
         await self._http.setup()
-        site = web.TCPSite(self._http, self.settings.http_address, self.settings.http_port)
+        assert self._http.server is not None
+        self._guard = ConnectionGuard(
+            self.metrics_prefix, self._http.server, settings.http_max_connections, settings.http_header_timeout
+        )
         try:
-            await site.start()
+            self._http_server = await asyncio.get_running_loop().create_server(
+                self._guard, settings.http_address, settings.http_port, reuse_address=True
+            )
         except OSError as error:
             raise StartupFailed(
-                f"cannot listen on {self.settings.http_address}:{self.settings.http_port}: {error.strerror}"
+                f"cannot listen on {settings.http_address}:{settings.http_port}: {error.strerror}"
             ) from None
-        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.http_port = self._http_server.sockets[0].getsockname()[1]
         log.info("http server listening", extra={"http_port": self.http_port})
+
+    http_max_body_bytes = 1024**2
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        if self.ready:
+        reason = "not connected to the broker" if not self.connected else self.not_ready_reason()
+        if reason is None:
             return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready"}, status=503)
+        return web.json_response({"status": "not ready", "reason": reason}, status=503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
