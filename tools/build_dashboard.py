@@ -171,11 +171,11 @@ ROWS = [
                 "s",
             ),
             Panel(
-                "Jobs pending in the user_interface",
-                f"Submitted jobs whose result has not arrived yet. Dead letters waiting in {DEAD_LETTER_QUEUE} "
-                "need an operator.",
+                "Pending results and dead letters",
+                "Submitted jobs whose result has not arrived yet (every UI replica sees every job of its "
+                f"region, hence max), and dead letters waiting in {DEAD_LETTER_QUEUE} for an operator.",
                 [
-                    Query(f"sum by (region) (jobstack_ui_jobs_pending{where()})", "{{region}} pending"),
+                    Query(f"max by (region) (jobstack_ui_jobs_pending{where()})", "{{region}} pending"),
                     Query(
                         f"max by (region) (rabbitmq_detailed_queue_messages{where(ON_DEAD_LETTER_QUEUE)})",
                         "{{region}} dead letters",
