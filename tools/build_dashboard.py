@@ -1,6 +1,6 @@
 """Build the Grafana dashboard of the job pipeline: python tools/build_dashboard.py [--check] [--output PATH]
 
-The dashboard is code so that a review sees queries, not 1,500 lines of JSON. Its output,
+The dashboard is code so that a review sees queries, not a thousand lines of JSON. Its output,
 roles/monitoring/files/jobstack-dashboard.json, is committed because the monitoring role ships that
 file as it is; tests/monitoring asserts that the committed file is exactly this script's output.
 Run the script after any change here and commit both. `--check` exits 1 when the file is stale.
