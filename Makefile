@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 RESULTS := $(CURDIR)/build/test-results
 PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@.xml
 
-.PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-ansible test-docs \
+.PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs \
         test-molecule-default test-molecule-docker test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
@@ -19,7 +19,7 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint lint-python test-services test-bench test-ansible test-docs test-molecule-default test-molecule-docker test-minikube
+test: bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs test-molecule-default test-molecule-docker test-minikube
 	@$(BIN)/python tools/test_summary.py $(RESULTS)
 
 bootstrap-test:
@@ -45,6 +45,10 @@ test-services:
 test-bench:
 	$(BIN)/pip install -q -r bench/requirements.txt
 	$(PYTEST) tests/bench
+
+## test-monitoring: promtool check/test of the alert rules, the dashboard, metric names against real services
+test-monitoring:
+	$(PYTEST) tests/monitoring
 
 test-ansible:
 	$(PYTEST) tests/ansible
