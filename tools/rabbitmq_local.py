@@ -336,7 +336,7 @@ def add_vhost(base_url: str, user: str, password: str, name: str) -> None:
 def management_api(
     base_url: str, user: str, password: str, method: str, path: str, body: object | None = None
 ) -> object:
-    request = urllib.request.Request(  # noqa: S310 - http:// of a management API we were given
+    request = urllib.request.Request(
         f"{base_url}{path}",
         method=method,
         data=None if body is None else json.dumps(body).encode(),
@@ -345,6 +345,6 @@ def management_api(
             "Content-Type": "application/json",
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - as above
+    with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read()
     return json.loads(text) if text else None
