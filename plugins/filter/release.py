@@ -108,8 +108,11 @@ def container_gate(info: dict[str, Any] | None, restarts_before: int = 0) -> dic
     if state.get("Status") in ("exited", "dead"):
         return _status(FAILED, f"{name} exited with code {exit_code}")
     if state.get("Restarting") or restarts > restarts_before:
+        # A restarted container reports exit code 0 again while it runs; the code is worth showing only
+        # while it is down.
+        code = f" (exit code {exit_code})" if exit_code else ""
         times = restarts - restarts_before
-        return _status(FAILED, f"{name} restarted {times} time(s) since it was started (last exit code {exit_code})")
+        return _status(FAILED, f"{name} exits and restarts: {times} restart(s) since it was started{code}")
     health = state.get("Health")
     if not health:
         return _status(HEALTHY, f"{name} runs (no healthcheck)")
@@ -165,21 +168,23 @@ def rollback_plan(
     plan: dict[str, Any] = {"rollback": False, "services": [], "reason": "", "from": "", "to": ""}
     if recorded:
         plan["to"] = release_summary(recorded, (record or {}).get("release"))
+        if (record or {}).get("recorded_at"):
+            plan["to"] += f", recorded {(record or {})['recorded_at']}"
     if dry_run:
-        plan["reason"] = "check mode and render mode change nothing, so there is nothing to roll back."
+        plan["reason"] = "Check mode and render mode change nothing, so there is nothing to roll back."
         return plan
     if not deployed:
         plan["reason"] = (
-            "the failure came before the services were changed, so they still run what they ran before; "
+            "The failure came before the services were changed, so they still run what they ran before; "
             "nothing was rolled back."
         )
         return plan
     if record_error:
-        plan["reason"] = f"the last good release could not be read ({record_error}), so nothing was rolled back."
+        plan["reason"] = f"The last good release could not be read ({record_error}), so nothing was rolled back."
         return plan
     if not recorded:
         plan["reason"] = (
-            "no last good release is recorded for this cluster (first deploy), so there is nothing to roll back "
+            "No last good release is recorded for this cluster (first deploy), so there is nothing to roll back "
             "to; the failed state is left in place."
         )
         return plan
@@ -189,15 +194,15 @@ def rollback_plan(
     # The release this run would have left the region on: the record with this run's definitions over it.
     plan["from"] = release_summary({**recorded, **deployed}) if changed else ""
     if not changed:
-        plan["reason"] = f"the services this run deployed are its last good {plan['to']}; nothing to roll back."
+        plan["reason"] = f"The services this run deployed are its last good {plan['to']}; nothing to roll back."
         if unknown:
             plan["reason"] += f" The record has no definition of {', '.join(unknown)}, which stays as deployed."
         return plan
     if not rollback:
         plan["services"] = changed
         plan["reason"] = (
-            f"rollback=false: the failed state is kept for debugging ({', '.join(changed)} not rolled back "
-            f"to its last good {plan['to']})."
+            f"With rollback=false the failed state is kept for debugging: {' and '.join(changed)} not rolled back "
+            f"to the last good {plan['to']}."
         )
         return plan
     plan["rollback"] = True
@@ -243,7 +248,9 @@ def rollback_message(
     later = [named(host) for host in hosts[position + 1 :]]
     earlier = [named(host) for host in hosts[:position]]
     where = f"region {regions.get(cluster) or 'unnamed'} (cluster {cluster})"
-    parts = [f"Rollout stopped in {where}: step '{failed_step}' failed: {failed_msg}"]
+    failed_msg = failed_msg.strip() or "no message"
+    ending = "" if failed_msg.endswith((".", "!", "?")) else "."
+    parts = [f"Rollout stopped in {where}: step '{failed_step}' failed: {failed_msg}{ending}"]
     if plan.get("rollback"):
         services = " and ".join(plan["services"])
         if outcome.get("rolled_back"):
@@ -261,7 +268,7 @@ def rollback_message(
                 f"({outcome.get('error') or 'no message'}): the region needs attention."
             )
     if plan.get("reason"):
-        parts.append(plan["reason"][0].upper() + plan["reason"][1:])
+        parts.append(plan["reason"])
     others = "The regions after it" if earlier else "The other regions"
     if later:
         parts.append(f"{others} were not touched: {', '.join(later)} did not start.")
