@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def epoch(value: Any) -> float | None:
+    """Epoch seconds from a number, Ansible's local 'YYYY-mm-dd HH:MM:SS.ffffff' or Docker's RFC 3339."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = str(value).strip()
+    if text.endswith("Z"):
+        # Docker writes nanoseconds; datetime takes microseconds.
+        head, _, fraction = text[:-1].partition(".")
+        return datetime.strptime(f"{head}.{(fraction or '0')[:6]}", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
+def back_at(fault: dict[str, Any]) -> float | None:
+    """When a killed component was back: given, or the first passing healthcheck after its restart."""
+    if fault.get("recovered_at") is not None:
+        return epoch(fault["recovered_at"])
+    state = fault.get("docker_state") or {}
+    started = epoch(state.get("StartedAt"))
+    checks = (state.get("Health") or {}).get("Log") or []
+    passed = [epoch(check.get("End")) for check in checks if check.get("ExitCode") == 0]
+    passed = [moment for moment in passed if moment is not None and started is not None and moment >= started]
+    if passed:
+        return min(passed)
+    return started if state.get("Running") and not state.get("Health") else None
+
+
 def figures(record: dict[str, Any], faults: list[dict[str, Any]]) -> dict[str, Any]:
     """The drill's figures from the client's record and the playbook's faults."""
     submissions = record["submissions"]
+    faults = [{**fault, "killed_at": epoch(fault["killed_at"]), "recovered_at": back_at(fault)} for fault in faults]
     accepted = [s for s in submissions if s["http_status"] == ACCEPTED and s["job_id"]]
     refused = [s for s in submissions if s["http_status"] in REFUSED or s["http_status"] == 0]
     errors = [s for s in submissions if s["http_status"] not in (ACCEPTED, 0, *REFUSED)]
@@ -190,9 +218,11 @@ def figures(record: dict[str, Any], faults: list[dict[str, Any]]) -> dict[str, A
         "median_latency_seconds": round(latencies[len(latencies) // 2], 2) if latencies else None,
         "faults": [
             {
-                **fault,
+                "component": fault["component"],
+                "target": fault["target"],
+                "killed_at": fault["killed_at"],
                 "back_after_seconds": round(fault["recovered_at"] - fault["killed_at"], 2)
-                if fault.get("recovered_at")
+                if fault["recovered_at"] is not None
                 else None,
             }
             for fault in faults
