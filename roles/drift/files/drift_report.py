@@ -59,9 +59,7 @@ def field_changes(diff: Any) -> list[dict[str, Any]]:
             if field.startswith(IGNORED_PREFIXES):
                 continue
             if flat_before.get(field) != flat_after.get(field):
-                changes.append(
-                    {"field": field, "running": flat_before.get(field), "deployed": flat_after.get(field)}
-                )
+                changes.append({"field": field, "running": flat_before.get(field), "deployed": flat_after.get(field)})
     return changes
 
 

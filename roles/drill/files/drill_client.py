@@ -57,9 +57,12 @@ class Submission:
 def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any, str | None]:
     """(HTTP status or 0, parsed JSON body or None, error text)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url}")
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only, above
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:  # noqa: S310 - http(s) only
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
@@ -159,7 +162,8 @@ def epoch(value: Any) -> float | None:
     if text.endswith("Z"):
         # Docker writes nanoseconds; datetime takes microseconds.
         head, _, fraction = text[:-1].partition(".")
-        return datetime.strptime(f"{head}.{(fraction or '0')[:6]}", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+        moment = datetime.strptime(f"{head}.{(fraction or '0')[:6]}", "%Y-%m-%dT%H:%M:%S.%f")
+        return moment.replace(tzinfo=UTC).timestamp()
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").timestamp()
 
 
