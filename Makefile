@@ -10,7 +10,7 @@ RESULTS := $(CURDIR)/build/test-results
 PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@.xml
 
 .PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs \
-        test-molecule-default test-molecule-docker test-minikube bench
+        test-molecule-default test-molecule-docker test-molecule-operations test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
 deploy:
@@ -19,7 +19,7 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs test-molecule-default test-molecule-docker test-minikube
+test: bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs test-molecule-default test-molecule-docker test-molecule-operations test-minikube
 	@$(BIN)/python tools/test_summary.py $(RESULTS)
 
 bootstrap-test:
@@ -69,6 +69,13 @@ test-molecule-docker:
 	$(PYTEST) tests/docker
 	$(BIN)/molecule test -s docker
 	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-docker.txt
+
+## test-molecule-operations: one local Docker deploy; drift report clean, after changes by hand, after a re-deploy; the chaos drill
+test-molecule-operations:
+	scripts/ensure_dockerd.sh
+	tools/offline_images/build.sh
+	$(BIN)/molecule test -s operations
+	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-operations.txt
 
 test-minikube:
 	@mkdir -p $(RESULTS)
