@@ -19,7 +19,6 @@ const submitStatus = document.getElementById("submit-status");
 const connection = document.getElementById("connection");
 const jobsBody = document.getElementById("jobs");
 const noJobs = document.getElementById("no-jobs");
-const jobNews = document.getElementById("job-news");
 const rows = new Map(); // job_id -> <tr>
 const mine = new Set(); // jobs submitted from this page: their outcome is announced
 
@@ -102,9 +101,10 @@ function upsert(job) {
   }
 }
 
+// The outcome of a job submitted from this page replaces "accepted: pending" (a live region).
 function announce(job) {
   const took = job.duration_seconds == null ? "" : " in " + job.duration_seconds.toFixed(2) + " s";
-  jobNews.textContent = "Job " + shortId(job.job_id) + " " + job.state + took + ".";
+  say(submitStatus, "Job " + shortId(job.job_id) + " " + job.state + took + ".", job.state !== "succeeded");
 }
 
 function showSnapshot(jobs) {
@@ -147,10 +147,14 @@ async function submit(value) {
   if (response.status === 202) {
     mine.add(answer.job_id);
     const known = rows.get(answer.job_id);
-    if (known) known.classList.add("mine"); // its result came in before this answer
+    say(submitStatus, "Job " + shortId(answer.job_id) + " (" + value + " s) accepted: pending.");
+    if (known && known.dataset.state !== "pending") {
+      // Its result came in before this answer.
+      known.classList.add("mine");
+      say(submitStatus, "Job " + shortId(answer.job_id) + " " + known.dataset.state + ".");
+    }
     upsert({ job_id: answer.job_id, state: "pending" });
     trim();
-    say(submitStatus, "Job " + shortId(answer.job_id) + " (" + value + " s) accepted: pending.");
     return;
   }
   let message = answer.error || "the service answered " + response.status;
