@@ -13,7 +13,7 @@ import heapq
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 # Results read before their job record (possible when the two land on different stream
@@ -103,8 +103,11 @@ class JobView:
         are looked at: O(count), whatever the size of the view.
         """
         self.expire(time.monotonic())
-        pending = ((at, job_id, "pending") for job_id, at in itertools.islice(reversed(self.pending.items()), count))
-        finished = (
+        Entry = tuple[float, str, Finished | str]
+        pending: Iterator[Entry] = (
+            (at, job_id, "pending") for job_id, at in itertools.islice(reversed(self.pending.items()), count)
+        )
+        finished: Iterator[Entry] = (
             (entry.at, job_id, entry) for job_id, entry in itertools.islice(reversed(self.finished.items()), count)
         )
         newest = heapq.merge(pending, finished, key=lambda item: item[0], reverse=True)
