@@ -229,6 +229,8 @@ class EventHub:
 
     async def stream(self, request: web.Request, call_when_lost: LossWatch) -> web.StreamResponse:
         """GET /events: 503 beyond max_clients, else a stream until the client or the service goes."""
+        if self._closing:
+            return json_error(503, "the user_interface is stopping", {"Retry-After": "1"})
         client = self._join()
         if client is None:
             return json_error(
@@ -296,10 +298,18 @@ class EventHub:
                 next_keepalive = loop.time() + KEEPALIVE_SECONDS
 
     async def _poll_queue(self) -> None:
+        probe: asyncio.Future[tuple[int, int] | None] | None = None
         while self._listened:
+            # One probe at a time: a broker that does not answer (a blocked connection) must not
+            # collect a queue of declares on the channel.
+            if probe is None or probe.done():
+                probe = asyncio.ensure_future(self._probe_queue())
             try:
-                depth = await asyncio.wait_for(self._probe_queue(), timeout=QUEUE_PROBE_TIMEOUT_SECONDS)
+                depth = await asyncio.wait_for(asyncio.shield(probe), timeout=QUEUE_PROBE_TIMEOUT_SECONDS)
             except TimeoutError:  # flow control, an overloaded broker: the page shows "unknown"
+                depth = None
+            except Exception:
+                log.warning("cannot read the jobs queue's depth", exc_info=True)
                 depth = None
             ready, consumers = depth if depth is not None else (None, None)
             self._queue = {"ready": ready, "consumers": consumers, "pending": self._pending_count()}
