@@ -65,7 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         url = broker.add_vhost("page")
         # Random jobs of 1 or 2 s, so that a person (and this test) sees them pending, then done.
-        engine = Service("engine", url, log_dir).start()
+        engine = Service("engine", url, log_dir, instance_id="engine-1").start()
         started.append(engine)
         ui = Service("user_interface", url, log_dir, loop_min_value=1, loop_max_value=2).start()
         started.append(ui)

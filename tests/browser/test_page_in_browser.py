@@ -57,9 +57,9 @@ def test_a_person_submits_jobs_with_the_keyboard_and_sees_them_succeed(stack: St
     page = open_page(watched, stack.ui)
     engine = stack.engine.log_lines()[0]["instance"]
 
-    # Tab reaches the value first; Enter submits the form.
+    # Tab reaches the value first (found by its label, as a screen reader names it); Enter submits.
     page.keyboard.press("Tab")
-    expect(page.locator("#job-value")).to_be_focused()
+    expect(page.get_by_label("Seconds (0 to 60)")).to_be_focused()
     page.keyboard.press("Control+A")
     page.keyboard.type("1")
     page.keyboard.press("Enter")
@@ -75,12 +75,14 @@ def test_a_person_submits_jobs_with_the_keyboard_and_sees_them_succeed(stack: St
     # Two more Tabs reach "Random job" (after Submit); Space presses it.
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
-    expect(page.locator("#submit-random")).to_be_focused()
+    expect(page.get_by_role("button", name="Random job (1 to 2 s)")).to_be_focused()
     page.keyboard.press("Space")
     second = accepted_job_id(page, previous=first)
     expect(row_of(page, second).locator("td").nth(1)).to_have_text("succeeded", timeout=RESULT_TIMEOUT_MS)
 
-    # The queue panel: the engine consumes, nothing waits, nothing is pending.
+    # The table has named column headers; the queue panel: one engine, nothing waits or is pending.
+    headers = page.get_by_role("columnheader")
+    expect(headers).to_have_text(["Job", "State", "Engine", "Duration", "Result"])
     expect(page.locator("#queue-consumers")).to_have_text("1")
     expect(page.locator("#queue-ready")).to_have_text("0")
     expect(page.locator("#queue-pending")).to_have_text("0")
