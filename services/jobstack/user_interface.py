@@ -435,7 +435,8 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             web.get("/openapi.json", self._openapi),
             web.get("/", self.page.page),
             web.get("/static/{name}", self.page.static),
-            web.get("/events", self._events),
+            # No HEAD: a stream has no end for a body-less answer to wait for.
+            web.get("/events", self._events, allow_head=False),
         ]
 
     async def _events(self, request: web.Request) -> web.StreamResponse:

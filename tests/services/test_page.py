@@ -244,6 +244,7 @@ def test_streams_are_bounded_to_half_the_connection_cap_and_a_closed_one_frees_i
     assert (refused.status, refused.headers["Retry-After"]) == (503, "9")
     assert "event streams are open" in json.loads(refused.response.read())["error"]
     refused.close()
+    assert ui.raw_request("HEAD", "/events")[0] == 405  # a body-less stream would never end
     assert submit(ui, 0)  # the API still finds a connection
     streams[0].close()
     extra = wait_for(lambda: open_stream(ui), message="the freed stream slot")
