@@ -9,9 +9,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 RESULTS := $(CURDIR)/build/test-results
 PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@.xml
 
-.PHONY: deploy test bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs \
-        test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal \
-        test-minikube bench
+.PHONY: deploy test bootstrap-test lint lint-python test-services test-browser test-bench test-monitoring test-ansible test-docs \
+        test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
 deploy:
@@ -20,8 +19,8 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint lint-python test-services test-bench test-monitoring test-ansible test-docs test-molecule-default \
-      test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube
+test: bootstrap-test lint lint-python test-services test-browser test-bench test-monitoring test-ansible test-docs \
+      test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube
 	@$(BIN)/python tools/test_summary.py $(RESULTS)
 
 bootstrap-test:
@@ -42,6 +41,10 @@ lint-python:
 
 test-services:
 	$(PYTEST) tests/services
+
+## test-browser: the UI's page in Debian's headless Chromium, driven by playwright, against a real UI, engine and broker (screenshot in build/test-results)
+test-browser:
+	$(PYTEST) tests/browser
 
 # The comparison's baselines (Celery, Dramatiq, aio-pika) stay out of requirements-test.txt and the images.
 test-bench:

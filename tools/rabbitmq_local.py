@@ -177,6 +177,15 @@ def stop_epmd(env: dict[str, str]) -> None:
     epmd = shutil.which("epmd") or next(iter(sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))), None)
     if epmd:
         subprocess.run([epmd, "-kill"], env=env, check=False, capture_output=True)
+    # `epmd -kill` refuses while it still counts a node as registered (a node killed a moment ago):
+    # then end the epmd started with our port ourselves, found by the environment it inherited.
+    wanted = f"ERL_EPMD_PORT={env['ERL_EPMD_PORT']}".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "comm").read_text().strip() == "epmd" and wanted in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
 
 
 class Cluster:

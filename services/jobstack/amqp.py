@@ -129,9 +129,18 @@ class Session:
         return future
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a channel method that takes `callback=` and await that callback."""
+        """Run a channel method that takes `callback=` and await that callback.
+
+        A caller may stop waiting (a timeout cancels the future): the late answer is then dropped
+        here rather than raising InvalidStateError inside pika's frame handling.
+        """
         future = self._future()
-        method(*args, callback=future.set_result, **kwargs)
+
+        def answered(result: Any) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        method(*args, callback=answered, **kwargs)
         return await future
 
     async def sent(self, max_turns: int = 50) -> None:
@@ -158,6 +167,16 @@ class Session:
     async def declare_queue(self, name: str, arguments: dict[str, Any] | None = None) -> None:
         assert self.channel is not None
         await self.call(self.channel.queue_declare, queue=name, durable=True, arguments=arguments or {})
+
+    async def queue_depth(self, name: str) -> tuple[int, int]:
+        """(ready messages, consumers) of an existing queue, from a passive declare.
+
+        Cheap for the broker and needs no management API credentials. A queue that does not exist
+        closes the channel (404), and the session is re-established, which declares it again.
+        """
+        assert self.channel is not None
+        frame = await self.call(self.channel.queue_declare, queue=name, passive=True)
+        return frame.method.message_count, frame.method.consumer_count
 
     async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
         assert self.channel is not None

@@ -56,6 +56,19 @@ class ConnectionGuard:
         if guarded is not None:
             guarded.handling = False
 
+    def call_when_lost(self, transport: Any, callback: Callable[[], None]) -> bool:
+        """Call callback once the connection is gone; False (and no call) if it is gone already.
+
+        aiohttp does not cancel a handler whose client went away (and a request without a body
+        gets no error either): a long-lived response learns it here, at once, instead of on its
+        next failed write.
+        """
+        guarded = self.open.get(transport)
+        if guarded is None:
+            return False
+        guarded.on_lost.append(callback)
+        return True
+
 
 class GuardedProtocol(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard) -> None:
@@ -64,6 +77,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.handling = False
         self._timer: asyncio.TimerHandle | None = None
+        self.on_lost: list[Callable[[], None]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
@@ -115,6 +129,9 @@ class GuardedProtocol(asyncio.Protocol):
             self.guard.open.pop(self.transport, None)
         if self.inner is not None:
             self.inner.connection_lost(exc)
+        callbacks, self.on_lost = self.on_lost, []
+        for callback in callbacks:
+            callback()
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

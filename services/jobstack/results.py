@@ -9,13 +9,18 @@ by time. Result bodies are kept as bytes and parsed only when someone asks for t
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 # Results read before their job record (possible when the two land on different stream
 # writers, or for jobs submitted before the window a fresh replica reads) wait here, bounded.
 EARLY_RESULTS_KEPT = 4096
+# Job and result bodies read from the stream are not parsed beyond this size.
+MAX_RECORD_BYTES = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,9 @@ class JobView:
         self.finished: OrderedDict[str, Finished] = OrderedDict()
         self._early: OrderedDict[str, Finished] = OrderedDict()
         self._waiters: dict[str, asyncio.Future[Finished]] = {}
+        # Called with a job id when the job becomes pending or finished; set only while someone
+        # watches (the page's event stream), so that the hot path pays one None check otherwise.
+        self.on_change: Callable[[str], None] | None = None
 
     @property
     def full(self) -> bool:
@@ -48,6 +56,8 @@ class JobView:
             self._finish(job_id, early)
             return early
         self.pending[job_id] = now
+        if self.on_change is not None:
+            self.on_change(job_id)
         return None
 
     def result_seen(self, job_id: str, status: str, body: bytes, now: float) -> bool:
@@ -67,6 +77,8 @@ class JobView:
         waiter = self._waiters.pop(job_id, None) if self._waiters else None
         if waiter is not None and not waiter.done():
             waiter.set_result(finished)
+        if self.on_change is not None:
+            self.on_change(job_id)
         self.expire(finished.at)
 
     def expire(self, now: float) -> None:
@@ -83,6 +95,23 @@ class JobView:
         if finished is not None:
             return finished
         return "pending" if job_id in self.pending else None
+
+    def recent(self, count: int) -> list[tuple[str, Finished | str]]:
+        """The count jobs seen or finished last, newest first, as lookup() would answer for each.
+
+        Both dicts are in the order their entries were added, so only their last count entries
+        are looked at: O(count), whatever the size of the view.
+        """
+        self.expire(time.monotonic())
+        Entry = tuple[float, str, Finished | str]
+        pending: Iterator[Entry] = (
+            (at, job_id, "pending") for job_id, at in itertools.islice(reversed(self.pending.items()), count)
+        )
+        finished: Iterator[Entry] = (
+            (entry.at, job_id, entry) for job_id, entry in itertools.islice(reversed(self.finished.items()), count)
+        )
+        newest = heapq.merge(pending, finished, key=lambda item: item[0], reverse=True)
+        return [(job_id, state) for _at, job_id, state in itertools.islice(newest, count)]
 
     def wait(self, job_id: str) -> asyncio.Future[Finished]:
         """A future for the job's result (used by the loop mode and the benchmark, not by HTTP)."""

@@ -86,6 +86,12 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         """Why /readyz should fail although the broker session is open (None: ready)."""
         return None
 
+    def end_long_responses(self) -> None:
+        """End responses that would otherwise stay open (event streams) before the HTTP server stops.
+
+        aiohttp waits for every running handler when it shuts down, for up to a minute.
+        """
+
     # -- state ---------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
@@ -99,6 +105,11 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def http_guard(self) -> ConnectionGuard | None:
+        """The HTTP connection guard, once the HTTP server is listening."""
+        return self._guard
+
     # -- life cycle ----------------------------------------------------------------------------
     async def run(self) -> None:
         await self._start_http()
@@ -107,6 +118,7 @@ class BrokerService(abc.ABC, Generic[SettingsT]):
         finally:
             if self._http_server is not None:
                 self._http_server.close()
+            self.end_long_responses()
             if self._http is not None:
                 await self._http.cleanup()
 

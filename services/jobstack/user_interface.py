@@ -13,20 +13,23 @@ import enum
 import functools
 import itertools
 import logging
+import math
 import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pika.spec import Basic, BasicProperties
 from prometheus_client import Counter, Gauge, Histogram
 
-from .amqp import PublishFailed, PublishFailure, Session
-from .config import ServiceSettings, setting
+from .amqp import BrokerUnavailable, PublishFailed, PublishFailure, Session
+from .config import ConfigError, ServiceSettings, setting
 from .http import json_error
 from .openapi import openapi_document
+from .page import EventHub, PageFiles
 from .protocol import (
     EXCHANGE,
     JOB_KEY,
@@ -41,7 +44,7 @@ from .protocol import (
     printable,
     validate_payload,
 )
-from .results import Finished, JobView
+from .results import MAX_RECORD_BYTES, Finished, JobView
 from .service import BrokerService, run_service
 from .topology import declare_jobs, declare_results_stream
 
@@ -54,8 +57,6 @@ ACCEPTED_TYPE = "jobstack.accepted"  # job ids (one per line) the broker confirm
 MARKER_TYPE = "jobstack.marker"  # "I have read up to here": the replica is caught up
 ACCEPTED_PER_RECORD = 1000
 STREAM_PREFETCH = 1000
-# Job and result bodies read from the stream are not parsed beyond this size.
-MAX_RECORD_BYTES = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,31 @@ class UserInterfaceSettings(ServiceSettings):
     results_window_seconds: float = setting(600.0, minimum=0)
     retry_after_seconds: int = setting(5, minimum=1)
     http_max_body_bytes: int = setting(16384, minimum=64)
+    # The page's live streams (GET /events) open at once; never more than half of
+    # http_max_connections, so that API requests always find a connection.
+    events_max_clients: int = setting(32, minimum=1)
+    # Set while this region is drained for maintenance: POST /jobs answers 503 naming this URL
+    # (the other region's UI), everything else keeps working.
+    drain_to_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.loop_min_value > self.loop_max_value:
+            raise ConfigError(
+                f"loop_min_value ({self.loop_min_value}) must not be above loop_max_value ({self.loop_max_value})"
+            )
+        url = self.drain_to_url
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or any(c <= " " for c in url):
+                raise ConfigError(
+                    "drain_to_url (USER_INTERFACE_DRAIN_TO_URL) must be an http:// or https:// URL of the UI "
+                    "that takes this region's jobs, such as https://jobs.region-2.example.com/, "
+                    f"got {printable(url, 200)!r}"
+                )
+
+    @property
+    def events_clients_bound(self) -> int:
+        return max(1, min(self.events_max_clients, self.http_max_connections // 2))
 
 
 class SubmitFailure(enum.Enum):
@@ -134,11 +160,25 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._ignored = Counter(
             "jobstack_ui_records_ignored", "Stream records that are no job or result this service can read"
         )
-        Gauge("jobstack_ui_jobs_pending", "Pending jobs in this replica's view (all replicas' jobs)").set_function(
-            lambda: len(self.view.pending)
+        Gauge(
+            "jobstack_ui_jobs_pending",
+            "Pending jobs of all replicas, as this replica's view holds them; NaN until it has caught up",
+        ).set_function(self._pending_gauge)
+        Gauge("jobstack_ui_drained", "1 while this region is drained (drain_to_url is set)").set(
+            1 if settings.drain_to_url else 0
         )
         for status in sorted(RESULT_STATUSES):
             self._completed.labels(status)
+        self.page = PageFiles(
+            settings.max_job_seconds, settings.loop_min_value, settings.loop_max_value, settings.drain_to_url
+        )
+        self.events = EventHub(
+            self.view,
+            settings.events_clients_bound,
+            self._jobs_queue_depth,
+            self.pending_count,
+            settings.retry_after_seconds,
+        )
 
     # -- the results stream ------------------------------------------------------------------------
     async def on_connected(self, session: Session) -> None:
@@ -236,6 +276,29 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
 
     def not_ready_reason(self) -> str | None:
         return None if self._caught_up else "catching up with the results stream"
+
+    def pending_count(self) -> int | None:
+        """Every replica's pending jobs, as this replica sees them; None while its view is stale.
+
+        The dashboard takes the max over a region's replicas as the region's count. A replica that is
+        disconnected, or still reading the stream after a (re)connect, holds a count that is too
+        high (results it has not read) or too low (jobs it has not read), so it reports none.
+        """
+        return len(self.view.pending) if self.ready else None
+
+    def _pending_gauge(self) -> float:
+        count = self.pending_count()
+        return math.nan if count is None else count
+
+    async def _jobs_queue_depth(self) -> tuple[int, int] | None:
+        """(ready, consumers) of the jobs queue for the page; None when not connected."""
+        session = self.session
+        if session is None or not self.connected:
+            return None
+        try:
+            return await session.queue_depth(self.settings.jobs_queue)
+        except BrokerUnavailable:
+            return None
 
     # -- submitting ---------------------------------------------------------------------------------
     async def submit(self, payload: dict[str, Any]) -> str:
@@ -370,9 +433,23 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             web.post("/jobs", self._post_job),
             web.get("/jobs/{job_id}", self._get_job),
             web.get("/openapi.json", self._openapi),
+            web.get("/", self.page.page),
+            web.get("/static/{name}", self.page.static),
+            # No HEAD: a stream has no end for a body-less answer to wait for.
+            web.get("/events", self._events, allow_head=False),
         ]
 
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        guard = self.http_guard
+        assert guard is not None  # the server that called us is the guarded one
+        return await self.events.stream(request, guard.call_when_lost)
+
+    def end_long_responses(self) -> None:
+        self.events.close_all()
+
     async def _post_job(self, request: web.Request) -> web.StreamResponse:
+        if self.settings.drain_to_url:
+            return self._drained()
         content_type = request.content_type
         if content_type != "application/json" and not (
             content_type.startswith("application/") and content_type.endswith("+json")
@@ -405,6 +482,11 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         return web.json_response(
             {"job_id": job_id, "status": "pending"}, status=202, headers={"Location": f"/jobs/{job_id}"}
         )
+
+    def _drained(self) -> web.Response:
+        url = self.settings.drain_to_url
+        body = {"error": f"this region is drained for maintenance: submit jobs to {url}", "submit_to": url}
+        return web.json_response(body, status=503, headers={"Retry-After": str(self.settings.retry_after_seconds)})
 
     async def _get_job(self, request: web.Request) -> web.Response:
         job_id = request.match_info["job_id"]

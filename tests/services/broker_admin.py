@@ -69,6 +69,10 @@ class Admin:
         body = {"configure": configure, "write": write, "read": read}
         self.api("PUT", f"/api/permissions/{self._vhost}/{self.user}", body)
 
+    def clear_permissions(self) -> None:
+        """The services' user may no longer open the vhost (set_permissions gives them back)."""
+        self.api("DELETE", f"/api/permissions/{self._vhost}/{self.user}")
+
     def connections(self, name_prefix: str) -> list[dict[str, Any]]:
         found = self.api("GET", f"/api/vhosts/{self._vhost}/connections")
         return [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from tools.rabbitmq_local import Broker
 from .broker_admin import Admin, rabbitmqctl
 from .faulty_proxy import FaultyProxy
 from .processes import Service, wait_for
+from .test_page import EventStream, rows_of
 from .test_pipeline import result_of, submit
 
 
@@ -104,3 +106,34 @@ def test_a_publish_lost_with_its_connection_leaves_nothing_in_hand(
         memory_alarm(alarmed_broker, False)
     assert result_of(ui, job_id, timeout=90)["status"] == "succeeded"  # redelivered and run again
     admin.wait_queue("jobstack.jobs", lambda q: q["messages"] == 0 and q["messages_unacknowledged"] == 0)
+
+
+def test_the_page_stream_outlasts_flow_control_and_shows_the_queue_again_after_it(
+    alarmed_broker: Broker, services: Callable[..., Service]
+) -> None:
+    # A blocked connection reads nothing: the queue depth (a passive declare on the UI's channel)
+    # gets no answer. The stream must keep going, say "unknown", and recover when the alarm clears.
+    url = alarmed_broker.add_vhost("flow-control-page")
+    services("engine", url)
+    ui = services("user_interface", url, submit_timeout=2)
+    stream = EventStream(ui)
+    stream.wait(lambda name, data: name == "queue" and data["consumers"] == 1)
+    memory_alarm(alarmed_broker, True)
+    try:
+        status, _headers, body = ui.raw_request("POST", "/jobs", json.dumps({"type": "integer", "value": 0}).encode())
+        assert status == 503 and body["job_id"], body  # the publish blocks the UI's connection
+        stream.wait(lambda name, data: name == "queue" and data["ready"] is None, timeout=60)
+    finally:
+        memory_alarm(alarmed_broker, False)
+    # The queue is known again, and the late-confirmed job runs (in either order).
+    seen: set[str] = set()
+
+    def recovered(name: str, data: Any) -> bool:
+        if name == "queue" and data["consumers"] == 1:
+            seen.add("queue")
+        if name == "jobs" and rows_of(data).get(body["job_id"], {}).get("state") == "succeeded":
+            seen.add("job")
+        return seen == {"queue", "job"}
+
+    stream.wait(recovered, timeout=60)
+    stream.close()

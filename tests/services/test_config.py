@@ -142,6 +142,10 @@ def test_the_services_are_an_installable_package(tmp_path: Path) -> None:
     assert sorted(p.name for p in (target / "jobstack").glob("*.py")) == sorted(
         p.name for p in (ROOT / "services" / "jobstack").glob("*.py")
     )
+    # The page's files travel with the package (package data, not Python).
+    assert sorted(p.name for p in (target / "jobstack" / "static").iterdir()) == sorted(
+        p.name for p in (ROOT / "services" / "jobstack" / "static").iterdir()
+    )
     # The entry point runs from the installed package alone (this checkout's code is not on the path).
     environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target)}
     missing = tmp_path / "nope.ini"
