@@ -861,8 +861,13 @@ def screenshot(html_path: Path, png_path: Path) -> None:
 # --- Entry point -------------------------------------------------------------------------------
 
 
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def raise_exit(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM and SIGHUP leave like Ctrl-C does, through every cleanup."""
+    """SIGTERM and SIGHUP leave like Ctrl-C does, through every cleanup; a second one must not cut it short."""
+    for other in EXIT_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
@@ -923,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds < 8:
         parser.error(f"--seconds {args.seconds:g}: at least 8, so that every phase of the load fits")
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in EXIT_SIGNALS:
         signal.signal(signum, raise_exit)
     try:
         return run(args)

@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ class Run:
     page: Path
 
 
-def render(tmp_path: Path, *args: str, stop_after: str | None = None) -> subprocess.CompletedProcess[str]:
+def render(*args: str, stop_after: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run the renderer as a user does; with stop_after, send SIGTERM once that line is printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.render_dashboard", "--regions", "1", *args],
@@ -66,6 +66,15 @@ def render(tmp_path: Path, *args: str, stop_after: str | None = None) -> subproc
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # A run that hangs gets SIGTERM, which still lets it stop what it started (SIGKILL would not).
+    hung = threading.Event()
+
+    def stop_hung_run() -> None:
+        hung.set()
+        process.send_signal(signal.SIGTERM)
+
+    watchdog = threading.Timer(RUN_TIMEOUT, stop_hung_run)
+    watchdog.start()
     lines = []
     try:
         assert process.stdout is not None
@@ -73,29 +82,27 @@ def render(tmp_path: Path, *args: str, stop_after: str | None = None) -> subproc
             lines.append(line)
             if stop_after is not None and line.startswith(stop_after):
                 process.send_signal(signal.SIGTERM)
-        process.wait(timeout=RUN_TIMEOUT)
+        process.wait(timeout=60)
     finally:
-        if process.poll() is None:
-            # Never leave it running: SIGTERM still lets it stop what it started.
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines))
+        watchdog.cancel()
+    output = "".join(lines)
+    assert not hung.is_set(), f"still running after {RUN_TIMEOUT} s, stopped with SIGTERM:\n{output}"
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     base = tmp_path_factory.mktemp("render")
     board, _ = with_broken_panel(dashboard())
     board_path = base / "dashboard.json"
     board_path.write_text(json.dumps(board))
     png, page, report = base / "dashboard.png", base / "dashboard.html", base / "report.json"
     done = render(
-        base,
         *("--seconds", str(RUN_SECONDS), "--dashboard", str(board_path)),
         *("--output", str(png), "--html", str(page), "--report", str(report)),
     )
     assert report.exists(), f"no report; exit {done.returncode}:\n{done.stdout}"
-    yield Run(done.returncode, done.stdout, json.loads(report.read_text()), png, page)
+    return Run(done.returncode, done.stdout, json.loads(report.read_text()), png, page)
 
 
 def chart_panel_ids(board: dict[str, Any]) -> set[int]:
@@ -112,7 +119,7 @@ def test_every_query_of_every_panel_returns_data_from_real_services(run: Run) ->
         for target in reported[panel_id]["targets"]
         if target["series_with_data"] < 1
     }
-    assert empty == {}, f"panels that show nothing against real services:\n{run.output}"
+    assert empty == {}, f"panels that show nothing against real services: {empty}\n{run.output}"
     for panel in real["panels"]:
         for target in panel.get("targets", []):
             evaluated = next(t for t in reported[panel["id"]]["targets"] if t["refId"] == target["refId"])
@@ -171,7 +178,7 @@ def test_a_run_leaves_no_process_and_no_files_behind(run: Run) -> None:
 
 
 def test_sigterm_while_an_engine_is_paused_stops_everything_it_started(tmp_path: Path) -> None:
-    done = render(tmp_path, "--seconds", "8", "--output", str(tmp_path / "d.png"), stop_after="load: SIGSTOP")
+    done = render("--seconds", "8", "--output", str(tmp_path / "d.png"), stop_after="load: SIGSTOP")
     assert done.returncode == 128 + signal.SIGTERM, done.stdout
     assert "load: SIGCONT" not in done.stdout, "stopped before the engine was resumed"
     assert leftovers(done.stdout) == []
