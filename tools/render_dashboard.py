@@ -594,8 +594,8 @@ def evaluate(
     for panel in chart_panels(board):
         targets = []
         for target in panel["targets"]:
-            expr = substitute(target["expr"], variables)
             try:
+                expr = substitute(target["expr"], variables)
                 result = prometheus.query_range(expr, start, end, step)
             except ValueError as error:
                 raise ValueError(f"panel {panel['id']} {panel['title']!r} query {target['refId']}: {error}") from None
