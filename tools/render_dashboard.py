@@ -50,22 +50,13 @@ from typing import Any
 
 import pika
 
+from tools import chromium
 from tools.build_dashboard import OUTPUT as DASHBOARD
 from tools.rabbitmq_local import Broker, free_port, stop_epmd
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "build" / "dashboard" / "dashboard.png"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 SCRAPE_SECONDS = 1.0
 # The detailed endpoint as the RabbitMQ monitor scrapes it (roles/monitoring/README.md), per vhost.
@@ -845,7 +836,7 @@ def screenshot(html_path: Path, png_path: Path) -> None:
 
     requested: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = chromium.launch(playwright)
         try:
             page = browser.new_page(viewport={"width": PAGE_WIDTH, "height": 800}, device_scale_factor=1)
             page.on("request", lambda request: requested.append(request.url))
