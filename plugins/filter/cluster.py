@@ -1,7 +1,7 @@
 """Filters of the jobstack.deploy collection: decisions about a live cluster, kept out of YAML.
 
 Each function takes plain data (what ``kubernetes.core.k8s_info`` returns, or a role's settings) and
-returns a decision, so that tests/ansible/test_platform_filters.py can feed it the lists a cluster
+returns a decision, so that tests/ansible/test_cluster_filters.py can feed it the lists a cluster
 would return, without a cluster:
 
 * ``not_ready_reason``: is a custom resource ready at its current generation (the waits of
