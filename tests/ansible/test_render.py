@@ -161,7 +161,8 @@ def test_broker_and_services_share_one_queue_name_and_delivery_limit(run_playboo
     assert policy["pattern"] == r"^orders\.jobs$"
     assert policy["definition"]["delivery-limit"] == 3 and policy["definition"]["dead-letter-exchange"] == "orders.dlx"
     assert "orders.dlx" in {doc["spec"]["name"] for doc in by_kind(directory, "Exchange")}
-    assert docs["39-rabbitmq_topology-01-binding-job-exchange-to-orders-jobs.yaml"]["spec"]["destination"] == "orders.jobs"
+    binding = docs["39-rabbitmq_topology-01-binding-job-exchange-to-orders-jobs.yaml"]["spec"]
+    assert binding["destination"] == "orders.jobs"
     scaled = by_kind(directory, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]
     assert scaled["queueName"] == "orders.jobs"
     config = engine_config(directory).splitlines()
