@@ -93,7 +93,12 @@ def test_credential_files_give_username_and_password_and_config_ini_the_rest(tmp
     environ = credential_files(tmp_path, "engine-x1Yz", " pass word\n")
     settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
     assert (settings.username, settings.password) == ("engine-x1Yz", " pass word")
-    assert (settings.host, settings.port, settings.vhost, settings.tls) == ("jobstack.jobstack.svc", 5671, "jobstack", True)
+    assert (settings.host, settings.port, settings.vhost, settings.tls) == (
+        "jobstack.jobstack.svc",
+        5671,
+        "jobstack",
+        True,
+    )
 
 
 def test_credential_files_override_credentials_of_the_environment(tmp_path: Path) -> None:
