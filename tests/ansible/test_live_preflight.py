@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CLUSTERS, REPO_ROOT, json_results
+from conftest import BIN, CLUSTERS, REPO_ROOT, ansible_playbook, json_results
 
 sys.path.insert(0, str(REPO_ROOT / "plugins" / "filter"))
 import cluster
@@ -160,3 +160,74 @@ def test_static_preflight_refusals_before_any_cluster_is_asked(run_playbook, tmp
     failures = [item for item in json_results(run.output) if item["result"].get("failed")]
     assert failures and message in failures[0]["result"]["msg"], failures
     assert not any("Read the CustomResourceDefinitions" in item["task"] for item in json_results(run.output))
+
+
+DECIDE = "{{ __common_platform | jobstack.deploy.platform_problems(__common_platform_observed, inventory_hostname) }}"
+
+
+def test_the_live_preflight_turns_what_k8s_info_returns_into_one_line_per_missing_piece(ansible_env, tmp_path):
+    """The plumbing of roles/_common/tasks/platform.yml: its registered k8s_info results (as the module returns
+    them) through the role's own expressions (vars/main.yml) to the decision; the k8s_info calls themselves
+    need a cluster."""
+    registered = {
+        "__common_platform_crds": {"results": [{"resources": []}, {"resources": []}]},
+        "__common_platform_deployments": {
+            "results": [{"item": {"name": name}, "resources": []} for name in ("cert-manager",)]
+        },
+        "__common_platform_lists": {
+            "results": [
+                {
+                    "resources": [
+                        {"metadata": {"name": "kube-system", "labels": {"kubernetes.io/metadata.name": "kube-system"}}}
+                    ]
+                },
+                {"resources": [{"metadata": {"name": "fast"}}]},
+                {"resources": []},
+            ]
+        },
+        "__common_platform_issuers": {"api_found": False, "resources": []},
+    }
+    play = {
+        "name": "The live preflight's plumbing",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars": {
+            "jobstack_environment": "test",
+            "jobstack_kube_context": "test",
+            "jobstack_render_root": str(tmp_path / "rendered"),
+            "ansible_python_interpreter": str(BIN / "python"),
+        },
+        "tasks": [
+            {
+                "name": "Publish the project-wide settings.",
+                "ansible.builtin.import_role": {"name": "jobstack.deploy._common", "tasks_from": "preflight"},
+            },
+            {
+                "name": "Publish what cert-manager needs.",
+                "ansible.builtin.import_role": {"name": "jobstack.deploy.cert_manager", "tasks_from": "preflight"},
+                "vars": {"cert_manager_install": "never"},
+            },
+            {"name": "What k8s_info returned.", "ansible.builtin.set_fact": registered},
+            {
+                "name": "The role's expressions.",
+                "ansible.builtin.include_vars": str(REPO_ROOT / "roles" / "_common" / "vars" / "main.yml"),
+            },
+            {
+                "name": "Decide.",
+                "ansible.builtin.debug": {"msg": DECIDE},
+            },
+        ],
+    }
+    playbook = tmp_path / "plumbing.yml"
+    playbook.write_text(yaml.safe_dump([play], sort_keys=False))
+    result = ansible_playbook(
+        {**ansible_env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}, str(playbook), "-c", "local"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    problems = next(item for item in json_results(result.stdout) if item["task"] == "Decide.")["result"]["msg"]
+    assert problems == [
+        "cluster localhost: CustomResourceDefinition certificates.cert-manager.io is missing (the broker's TLS "
+        "certificate; cert-manager is not installed by jobstack (cert_manager_install))",
+        "cluster localhost: CustomResourceDefinition issuers.cert-manager.io is missing (the broker's certificate "
+        "authority; cert-manager is not installed by jobstack (cert_manager_install))",
+    ]
