@@ -13,9 +13,11 @@ PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@
         test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
+# playbooks/lock.yml first: it records the sha256 of a pinned release the lock file lacks, and checks the others.
 deploy:
 	scripts/bootstrap.sh deploy $(ENV)
 	@case "$(ENV)" in local|dev) scripts/ensure_dockerd.sh ;; esac
+	$(BIN)/ansible-playbook playbooks/lock.yml -i inventories/$(ENV)
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost

@@ -18,7 +18,7 @@ if [ "$purpose" = test ]; then
   need debootstrap debootstrap
   need docker-registry docker-registry
   need openssl openssl
-  need promtool prometheus         # promtool check/test rules of the alerts
+  need promtool prometheus         # promtool check/test rules of the alerts; the server draws the dashboard
   need chromium chromium           # the page's browser test (driven by playwright, no browser download)
   need wrk wrk                     # the HTTP benchmark
   need ip iproute2                 # network namespaces of the chaos test

@@ -29,7 +29,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
             "objects": {"type": "list", "elements": "dict", "required": True},
             # How the apply path waits for the stage; render mode has nothing to wait for.
             "wait": {"type": "bool"},
-            "wait_condition": {"type": "dict"},
+            "ready": {"type": "list", "elements": "str"},
             "wait_timeout": {"type": "int"},
         },
     },

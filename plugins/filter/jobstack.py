@@ -1,4 +1,4 @@
-"""Filters of the jobstack.deploy collection: checks of Kubernetes resource quantities."""
+"""Filters of the jobstack.deploy collection: checks of Kubernetes resource quantities and sizes."""
 
 from __future__ import annotations
 
@@ -46,6 +46,48 @@ def k8s_memory_ok(value: Any) -> bool:
     return text is not None and bool(_MEMORY.match(text))
 
 
+_SUFFIX_BYTES = {
+    **{suffix: 1024**power for power, suffix in enumerate(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])},
+    **{suffix: 1000**power for power, suffix in enumerate(["", "k", "M", "G", "T", "P", "E"]) if suffix},
+}
+
+
+def quantity_bytes(value: Any) -> int:
+    """Bytes of a storage or memory quantity that k8s_memory_ok accepts ("4Gi" is 4 * 1024**3); 0 otherwise."""
+    text = _text(value)
+    if text is None or not _MEMORY.match(text):
+        return 0
+    number = re.match(r"^[0-9]+", text)
+    assert number is not None
+    return int(number.group(0)) * _SUFFIX_BYTES[text[number.end() :]]
+
+
+def cpu_millicores(value: Any) -> int:
+    """Millicores of a CPU amount that k8s_cpu_ok accepts ("2" is 2000, "250m" is 250); 0 otherwise."""
+    text = _text(value)
+    if text is None or not k8s_cpu_ok(text):
+        return 0
+    return int(text[:-1]) if text.endswith("m") else round(float(text) * 1000)
+
+
+# RabbitMQ's information units (deps/rabbit_common/src/rabbit_resource_monitor_misc.erl, 3.13+): the
+# "i" units are powers of 1024, the others (and the bare letters, as Kubernetes reads them) of 1000.
+_RABBITMQ_SIZE = re.compile(r"^([0-9]+)([kKmMgGtTpP]?)(i?)([bB]?)$")
+
+
+def rabbitmq_size_bytes(value: Any) -> int:
+    """Bytes of a RabbitMQ absolute size such as disk_free_limit.absolute ("2GB", "512MiB", "1000000"); 0 if invalid."""
+    text = _text(value)
+    match = _RABBITMQ_SIZE.match(text or "")
+    if text is None or match is None:
+        return 0
+    number, unit, binary, byte = match.groups()
+    if (binary or byte) and not unit:
+        return 0
+    power = "kmgtp".index(unit.lower()) + 1 if unit else 0
+    return int(number) * (1024 if binary else 1000) ** power
+
+
 def k8s_resources_errors(resources: Any, name: str, complete: bool = False) -> list[str]:
     """List what is wrong in a container resources dict ({requests: {cpu, memory}, limits: {...}}).
 
@@ -91,4 +133,7 @@ class FilterModule:
             "k8s_cpu_ok": k8s_cpu_ok,
             "k8s_memory_ok": k8s_memory_ok,
             "k8s_resources_errors": k8s_resources_errors,
+            "quantity_bytes": quantity_bytes,
+            "cpu_millicores": cpu_millicores,
+            "rabbitmq_size_bytes": rabbitmq_size_bytes,
         }

@@ -39,9 +39,10 @@ options:
       wait:
         description: Ignored here; how the apply path of roles/_common waits for the stage.
         type: bool
-      wait_condition:
-        description: Ignored here; see O(stages[].wait).
-        type: dict
+      ready:
+        description: Ignored here; the condition types the apply path of roles/_common waits for.
+        type: list
+        elements: str
       wait_timeout:
         description: Ignored here; see O(stages[].wait).
         type: int

@@ -1,4 +1,9 @@
-"""Service configuration: config.ini, then ENV_<KEY> variables, then AMQP_URL.
+"""Service configuration: config.ini, then ENV_<KEY> variables, then the broker credentials.
+
+The credentials come either from AMQP_URL (or AMQP_URL_FILE), a URL that also says where the
+broker is, or from AMQP_USERNAME_FILE and AMQP_PASSWORD_FILE: one value per file, the way
+Kubernetes mounts the keys of a Secret (a Messaging Topology Operator `User` keeps `username` and
+`password`, not a URL), with host, port, vhost and TLS from config.ini.
 
 Every problem is raised as ConfigError with one sentence that names the file, key or variable,
 so the service can print it on one line and exit without a traceback.
@@ -145,6 +150,40 @@ def _read_url_file(path: str | None) -> str:
         raise ConfigError(f"AMQP_URL_FILE {path} cannot be read: {getattr(error, 'strerror', None) or error}") from None
 
 
+# The credential files and the settings each one fills.
+CREDENTIAL_FILES = {"AMQP_USERNAME_FILE": "username", "AMQP_PASSWORD_FILE": "password"}
+
+
+def _read_credential_file(variable: str, path: str) -> str:
+    """One credential from the file that variable names: its first line, which must not be empty.
+
+    A mounted Secret key holds the value as written; only a trailing line break (an editor's, or
+    `echo`'s) is dropped, never other whitespace, which may belong to a password.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{variable} {path} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ConfigError(f"{variable} {path} is empty")
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"{variable} {path} holds more than one line; it must hold the value alone")
+    return value
+
+
+def _credential_file_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """username and password from AMQP_USERNAME_FILE and AMQP_PASSWORD_FILE: both or neither."""
+    given = {variable: environ[variable] for variable in CREDENTIAL_FILES if environ.get(variable)}
+    if not given:
+        return {}
+    missing = sorted(set(CREDENTIAL_FILES) - set(given))
+    if missing:
+        present = ", ".join(sorted(given))
+        raise ConfigError(f"{missing[0]} must be set together with {present} (one file per credential)")
+    return {CREDENTIAL_FILES[variable]: _read_credential_file(variable, path) for variable, path in given.items()}
+
+
 def load_settings(
     settings_class: type[S],
     path: Path,
@@ -152,7 +191,9 @@ def load_settings(
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
 ) -> S:
-    """Settings from config.ini, overridden by <PREFIX>_<KEY> and then by AMQP_URL (or AMQP_URL_FILE)."""
+    """Settings from config.ini, overridden by <PREFIX>_<KEY>, then by the credentials: AMQP_URL (or
+    AMQP_URL_FILE), or AMQP_USERNAME_FILE and AMQP_PASSWORD_FILE. A URL and credential files together
+    are refused: which one wins would be a guess."""
     environ = os.environ if environ is None else environ
     fields = {field.name: field for field in dataclasses.fields(settings_class)}
     kinds = typing.get_type_hints(settings_class)
@@ -166,9 +207,17 @@ def load_settings(
         variable = f"{env_prefix}_{key.upper()}"
         if variable in environ:
             values[key] = _convert(environ[variable], kinds[key], field, f"environment variable {variable}")
+    credentials = _credential_file_values(environ)
+    url_variable = next((name for name in ("AMQP_URL", "AMQP_URL_FILE") if environ.get(name)), None)
+    if credentials and url_variable:
+        raise ConfigError(
+            f"{url_variable} and AMQP_USERNAME_FILE/AMQP_PASSWORD_FILE are both set: set one of them "
+            "(a URL carries its own credentials)"
+        )
     amqp_url = environ.get("AMQP_URL") or _read_url_file(environ.get("AMQP_URL_FILE"))
     if amqp_url:
         values.update(_amqp_url_values(amqp_url))
+    values.update(credentials)
     if values.get("tls_ca_file") and not Path(values["tls_ca_file"]).is_file():
         raise ConfigError(f"tls_ca_file {values['tls_ca_file']} does not exist")
     return settings_class(**values).with_instance_id()

@@ -70,7 +70,7 @@ def test_rendered_files_are_in_apply_order(renders):
     assert names[0].startswith("10-cert_manager")
     assert (
         names.index("29-rabbitmq_cluster-01-namespace-jobstack.yaml")
-        < names.index("30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml")
+        < names.index("34-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml")
         < names.index("40-engine-01-serviceaccount-engine.yaml")
         < names.index("50-user_interface-01-serviceaccount-user-interface.yaml")
     )
@@ -97,25 +97,33 @@ def test_the_namespace_has_one_owner(renders, inventory):
 def test_production_broker_is_highly_available(renders):
     root, _ = renders["production"]
     docs = manifests(root / "production" / "prod-us-east-1")
-    cluster = docs["30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"]["spec"]
+    cluster = docs["34-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"]["spec"]
     assert cluster["replicas"] >= 3
     assert cluster["persistence"]["storageClassName"] == "premium-rwo"
     spread = cluster["override"]["statefulSet"]["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert spread[0]["topologyKey"] == "topology.kubernetes.io/zone"
-    assert docs["31-rabbitmq_cluster-01-poddisruptionbudget-jobstack-rabbitmq.yaml"]["spec"]["maxUnavailable"] == 1
-    queue = docs["32-rabbitmq_topology-01-queue-jobstack-jobs.yaml"]["spec"]
+    # The operator's production guidance: at least 2 CPUs per node.
+    assert cluster["resources"]["requests"]["cpu"] == "2"
+    assert docs["35-rabbitmq_cluster-01-poddisruptionbudget-jobstack-rabbitmq.yaml"]["spec"]["maxUnavailable"] == 1
+    queue = docs["38-rabbitmq_topology-01-queue-jobstack-jobs.yaml"]["spec"]
     assert queue == {**queue, "name": "jobstack.jobs", "type": "quorum", "durable": True}
     assert "arguments" not in queue
-    policy = docs["32-rabbitmq_topology-02-policy-jobstack-jobs.yaml"]["spec"]
+    policy = docs["37-rabbitmq_topology-04-policy-jobstack-jobs.yaml"]["spec"]
     assert policy["name"] == "jobstack-jobs" and policy["pattern"] == r"^jobstack\.jobs$"
     assert policy["applyTo"] == "queues"
-    assert policy["definition"] == {"delivery-limit": 5, "dead-letter-exchange": "jobstack.dlx"}
+    assert policy["definition"] == {
+        "delivery-limit": 5,
+        "dead-letter-exchange": "jobstack.dlx",
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+        "max-length": 100000,
+    }
 
 
 def test_dev_broker_fits_minikube(renders):
     root, _ = renders["dev"]
     docs = manifests(root / "dev" / "minikube-jobstack")
-    cluster = docs["30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"]["spec"]
+    cluster = docs["34-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"]["spec"]
     assert cluster["replicas"] == 1
     assert cluster["resources"] == {
         "requests": {"cpu": "200m", "memory": "512Mi"},
@@ -123,6 +131,9 @@ def test_dev_broker_fits_minikube(renders):
     }
     assert cluster["rabbitmq"]["additionalPlugins"] == ["rabbitmq_management", "rabbitmq_prometheus"]
     assert not any("poddisruptionbudget-jobstack-rabbitmq" in name for name in docs)
+    # The volume is larger than RabbitMQ's free-disk limit, or the disk alarm would block publishers.
+    assert cluster["persistence"]["storage"] == "4Gi"
+    assert "disk_free_limit.absolute = 2GB" in cluster["rabbitmq"]["additionalConfig"].splitlines()
 
 
 def test_an_inventory_dict_merges_with_the_role_defaults(renders):
@@ -145,10 +156,13 @@ def test_broker_and_services_share_one_queue_name_and_delivery_limit(run_playboo
     assert run.returncode == 0, run.output[-3000:]
     directory = tmp_path / "staging" / "staging-eu-west-1"
     docs = manifests(directory)
-    assert docs["32-rabbitmq_topology-01-queue-orders-jobs.yaml"]["spec"]["name"] == "orders.jobs"
-    policy = docs["32-rabbitmq_topology-02-policy-jobstack-jobs.yaml"]["spec"]
+    assert docs["38-rabbitmq_topology-01-queue-orders-jobs.yaml"]["spec"]["name"] == "orders.jobs"
+    policy = next(doc for doc in by_kind(directory, "Policy") if doc["metadata"]["name"] == "jobstack-jobs")["spec"]
     assert policy["pattern"] == r"^orders\.jobs$"
-    assert policy["definition"] == {"delivery-limit": 3, "dead-letter-exchange": "orders.dlx"}
+    assert policy["definition"]["delivery-limit"] == 3 and policy["definition"]["dead-letter-exchange"] == "orders.dlx"
+    assert "orders.dlx" in {doc["spec"]["name"] for doc in by_kind(directory, "Exchange")}
+    binding = docs["39-rabbitmq_topology-01-binding-job-exchange-to-orders-jobs.yaml"]["spec"]
+    assert binding["destination"] == "orders.jobs"
     scaled = by_kind(directory, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]
     assert scaled["queueName"] == "orders.jobs"
     config = engine_config(directory).splitlines()
@@ -208,11 +222,11 @@ def test_render_removes_files_it_no_longer_renders(renders, run_playbook, tmp_pa
 def test_check_mode_shows_the_diff_of_a_changed_value_and_keeps_the_file(renders, run_playbook, tmp_path):
     source, _ = renders["dev"]
     shutil.copytree(source, tmp_path, dirs_exist_ok=True)
-    broker = tmp_path / "dev" / "minikube-jobstack" / "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"
+    broker = tmp_path / "dev" / "minikube-jobstack" / "34-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml"
     before = broker.read_text()
     run = run_playbook(
-        "site.yml", "dev", "--check", "--diff", "-e", '{"rabbitmq_cluster_storage_size": "2Gi"}', render_root=tmp_path
+        "site.yml", "dev", "--check", "--diff", "-e", '{"rabbitmq_cluster_storage_size": "5Gi"}', render_root=tmp_path
     )
     assert run.returncode == 0, run.output[-3000:]
-    assert "-    storage: 1Gi" in run.output and "+    storage: 2Gi" in run.output
+    assert "-    storage: 4Gi" in run.output and "+    storage: 5Gi" in run.output
     assert broker.read_text() == before

@@ -7,6 +7,16 @@ from pathlib import Path
 import pytest
 
 ALWAYS = {"render-info.json"}
+# The broker's stages in dev (one node: no PodDisruptionBudget, stage 35).
+BROKER_STAGES = {
+    "29-rabbitmq_cluster",
+    "30-rabbitmq_tls",
+    "31-rabbitmq_tls",
+    "32-rabbitmq_tls",
+    "33-rabbitmq_cluster",
+    "34-rabbitmq_cluster",
+    *(f"{stage}-rabbitmq_topology" for stage in (36, 37, 38, 39)),
+}
 
 
 def rendered(root: Path) -> set[str]:
@@ -24,8 +34,9 @@ def stages(names: set[str]) -> set[str]:
         ("engine_deploy", {"40-engine"}),
         ("user_interface", {"50-user_interface"}),
         ("apps", {"40-engine", "50-user_interface"}),
-        ("broker", {"10-cert_manager", "20-rabbitmq_operator", "29-rabbitmq_cluster", "30-rabbitmq_cluster"}),
-        ("rabbitmq_cluster", {"29-rabbitmq_cluster", "30-rabbitmq_cluster"}),
+        ("broker", {"10-cert_manager", "20-rabbitmq_operator", "21-rabbitmq_operator", *BROKER_STAGES}),
+        ("rabbitmq_cluster", BROKER_STAGES),
+        ("monitoring", set()),
         ("preflight", set()),
     ],
 )
@@ -63,6 +74,7 @@ def test_tag_preflight_checks_everything_and_changes_nothing(run_playbook, tmp_p
         "rabbitmq_cluster",
         "engine",
         "user_interface",
+        "monitoring",
         "smoke_test",
     ):
         assert any(

@@ -42,7 +42,7 @@ def test_unknown_field_in_builtin_kind_is_an_error(production_copy):
 
 def test_unknown_field_in_custom_resource_is_an_error(production_copy):
     edit(
-        production_copy / "30-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml",
+        production_copy / "34-rabbitmq_cluster-01-rabbitmqcluster-jobstack.yaml",
         "  replicas: 3\n",
         "  replicas: 3\n  replica: 3\n",
     )
@@ -52,7 +52,7 @@ def test_unknown_field_in_custom_resource_is_an_error(production_copy):
 
 
 def test_wrong_type_in_custom_resource_is_an_error(production_copy):
-    edit(production_copy / "32-rabbitmq_topology-02-policy-jobstack-jobs.yaml", "applyTo: queues", "applyTo: topics")
+    edit(production_copy / "37-rabbitmq_topology-04-policy-jobstack-jobs.yaml", "applyTo: queues", "applyTo: topics")
     result = validate(production_copy)
     assert result.returncode == 1
     assert "spec.applyTo" in result.stdout
@@ -60,9 +60,9 @@ def test_wrong_type_in_custom_resource_is_an_error(production_copy):
 
 def test_preserved_unknown_fields_stay_allowed(production_copy):
     edit(
-        production_copy / "32-rabbitmq_topology-02-policy-jobstack-jobs.yaml",
+        production_copy / "37-rabbitmq_topology-04-policy-jobstack-jobs.yaml",
         "definition:\n",
-        "definition:\n    max-length: 100000\n",
+        "definition:\n    max-length-bytes: 100000000\n",
     )
     assert validate(production_copy).returncode == 0
 

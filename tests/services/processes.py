@@ -43,11 +43,15 @@ class Service:
         self.env.update({f"{self.prefix}_{key.upper()}": str(value) for key, value in settings.items()})
         self.log_path = log_dir / f"{name}-{self.http_port}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # Command line arguments, e.g. ["--config", path] (default: the service's own config.ini).
+        self.args: list[str] = []
 
     def start(self, wait_ready: bool = True) -> Service:
         script = ROOT / "services" / self.name / f"{self.name}.py"
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, str(script)], env=self.env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                [sys.executable, str(script), *self.args], env=self.env, stdout=log, stderr=log
+            )
         if wait_ready:
             self.wait_ready()
         return self

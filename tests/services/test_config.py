@@ -77,6 +77,93 @@ def test_invalid_settings_are_refused_naming_the_key(
     assert expected in str(caught.value)
 
 
+def credential_files(tmp_path: Path, username: str, password: str) -> dict[str, str]:
+    """The two files a mounted User Secret gives a pod (keys username and password), as variables."""
+    directory = tmp_path / "broker"
+    directory.mkdir(exist_ok=True)
+    (directory / "username").write_text(username)
+    (directory / "password").write_text(password)
+    return {"AMQP_USERNAME_FILE": str(directory / "username"), "AMQP_PASSWORD_FILE": str(directory / "password")}
+
+
+def test_credential_files_give_username_and_password_and_config_ini_the_rest(tmp_path: Path) -> None:
+    ini = "[engine]\nhost = jobstack.jobstack.svc\nport = 5671\nvhost = jobstack\ntls = true\n"
+    path = write_ini(tmp_path, ini)
+    # The operator writes the values without a line break; a hand-made file usually ends with one.
+    environ = credential_files(tmp_path, "engine-x1Yz", " pass word\n")
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert (settings.username, settings.password) == ("engine-x1Yz", " pass word")
+    assert (settings.host, settings.port, settings.vhost, settings.tls) == (
+        "jobstack.jobstack.svc",
+        5671,
+        "jobstack",
+        True,
+    )
+
+
+def test_credential_files_override_credentials_of_the_environment(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\nusername = from-ini\n")
+    environ = {"ENGINE_USERNAME": "from-env", "ENGINE_PASSWORD": "env-pw", **credential_files(tmp_path, "u", "p")}
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert (settings.username, settings.password) == ("u", "p")
+
+
+def test_amqp_url_still_works_without_credential_files(tmp_path: Path) -> None:
+    path = write_ini(tmp_path, "[engine]\n")
+    environ = {"AMQP_URL": "amqps://a:b@broker:5671/v", "AMQP_USERNAME_FILE": "", "AMQP_PASSWORD_FILE": ""}
+    settings = load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert (settings.username, settings.password, settings.host, settings.tls) == ("a", "b", "broker", True)
+
+
+@pytest.mark.parametrize(
+    ("files", "extra", "expected"),
+    [
+        ({"username": "u"}, {}, "AMQP_PASSWORD_FILE must be set together with AMQP_USERNAME_FILE"),
+        ({"password": "p"}, {}, "AMQP_USERNAME_FILE must be set together with AMQP_PASSWORD_FILE"),
+        ({"username": "u", "password": ""}, {}, "AMQP_PASSWORD_FILE {dir}/password is empty"),
+        ({"username": "\n", "password": "p"}, {}, "AMQP_USERNAME_FILE {dir}/username is empty"),
+        ({"username": "u", "password": "one\ntwo\n"}, {}, "AMQP_PASSWORD_FILE {dir}/password holds more than one line"),
+        ({"username": "u", "password": "p"}, {"AMQP_URL": "amqp://a:b@h/"}, "AMQP_URL and AMQP_USERNAME_FILE"),
+        ({"username": "u", "password": "p"}, {"AMQP_URL_FILE": "/x"}, "AMQP_URL_FILE and AMQP_USERNAME_FILE"),
+    ],
+)
+def test_bad_credential_files_are_one_error_naming_the_variable(
+    tmp_path: Path, files: dict[str, str], extra: dict[str, str], expected: str
+) -> None:
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    environ = dict(extra)
+    for key, text in files.items():
+        (directory / key).write_text(text)
+        environ[f"AMQP_{key.upper()}_FILE"] = str(directory / key)
+    path = write_ini(tmp_path, "[engine]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EngineSettings, path, "engine", "ENGINE", environ=environ)
+    assert expected.format(dir=directory) in str(caught.value)
+
+
+def test_unreadable_credential_file_is_named_with_its_path(tmp_path: Path) -> None:
+    environ = credential_files(tmp_path, "u", "p")
+    environ["AMQP_PASSWORD_FILE"] = str(tmp_path / "missing" / "password")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EngineSettings, write_ini(tmp_path, "[engine]\n"), "engine", "ENGINE", environ=environ)
+    assert str(caught.value) == (
+        f"AMQP_PASSWORD_FILE {tmp_path / 'missing' / 'password'} cannot be read: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("name", ["engine", "user_interface"])
+def test_a_service_with_a_missing_credential_file_exits_2_with_one_line(name: str, tmp_path: Path) -> None:
+    section = "engine" if name == "engine" else "user-interface"
+    path = write_ini(tmp_path, f"[{section}]\nhost = 127.0.0.1\n")
+    env = {"AMQP_USERNAME_FILE": str(tmp_path / "nope"), "AMQP_PASSWORD_FILE": str(tmp_path / "nope")}
+    result = run_service(name, "--config", str(path), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{name}: configuration error: AMQP_USERNAME_FILE {tmp_path / 'nope'} cannot be read: No such file or directory"
+    )
+
+
 def run_service(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     script = ROOT / "services" / name / f"{name}.py"
     environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": checkout_environment()["PYTHONPATH"], **(env or {})}
