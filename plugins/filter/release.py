@@ -17,8 +17,11 @@ from typing import Any
 # Longest failure text quoted in the stop message: the whole error is printed above it anyway.
 _QUOTE_LIMIT = 600
 
-PROGRESSING, COMPLETE, FAILED = "progressing", "complete", "failed"
-STARTING, HEALTHY = "starting", "healthy"
+PROGRESSING = "progressing"
+COMPLETE = "complete"
+FAILED = "failed"
+STARTING = "starting"
+HEALTHY = "healthy"
 
 
 def _status(state: str, message: str) -> dict[str, str]:
