@@ -10,7 +10,7 @@ RESULTS := $(CURDIR)/build/test-results
 PYTEST = $(BIN)/python -m pytest -q -p no:cacheprovider --junitxml=$(RESULTS)/$@.xml
 
 .PHONY: deploy test bootstrap-test lint lint-python test-services test-browser test-bench test-monitoring test-ansible test-docs \
-        test-molecule-default test-molecule-docker test-molecule-operations test-minikube bench
+        test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube bench
 
 ## deploy: build the images and deploy the stack to inventories/$(ENV) (dev = minikube)
 # playbooks/lock.yml first: it records the sha256 of a pinned release the lock file lacks, and checks the others.
@@ -21,7 +21,8 @@ deploy:
 	$(BIN)/ansible-playbook site.yml -i inventories/$(ENV)
 
 ## test: every check that CI runs, in order of cost
-test: bootstrap-test lint lint-python test-services test-browser test-bench test-monitoring test-ansible test-docs test-molecule-default test-molecule-docker test-molecule-operations test-minikube
+test: bootstrap-test lint lint-python test-services test-browser test-bench test-monitoring test-ansible test-docs \
+      test-molecule-default test-molecule-docker test-molecule-operations test-molecule-rehearsal test-minikube
 	@$(BIN)/python tools/test_summary.py $(RESULTS)
 
 bootstrap-test:
@@ -82,6 +83,13 @@ test-molecule-operations:
 	tools/offline_images/build.sh
 	$(BIN)/molecule test -s operations
 	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-operations.txt
+
+## test-molecule-rehearsal: two regions on the Docker engine; a bad engine release stopped and rolled back in the first, the second untouched; a drain of one into the other
+test-molecule-rehearsal:
+	scripts/ensure_dockerd.sh
+	tools/offline_images/build.sh
+	$(BIN)/molecule test -s rehearsal
+	@mkdir -p $(RESULTS) && echo passed > $(RESULTS)/molecule-rehearsal.txt
 
 test-minikube:
 	@mkdir -p $(RESULTS)

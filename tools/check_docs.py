@@ -289,7 +289,7 @@ class Repository:
 
     @functools.cached_property
     def other_names(self) -> set[str]:
-        """Names that look like variables but are not: metrics the services export, Python packages."""
+        """Names that look like variables but are not: metrics the services export, Python packages, filters."""
         python = [path for path in self.files if path.endswith(".py")]
         names = {Path(path).stem for path in python} | {Path(path).parent.name for path in python}
         sources = [path for path in python if path.startswith("services/")]
@@ -299,6 +299,11 @@ class Repository:
             names.update(re.findall(r"[\"'](jobstack_\w+)[\"']", text))
             for suffix in re.findall(r"f[\"']\{prefix\}(_\w+)[\"']", text):
                 names.update(prefix + suffix for prefix in prefixes)
+        # The collection's filters (a role prefix such as release_ may start their names).
+        for path in python:
+            if path.startswith("plugins/filter/"):
+                text = (self.root / path).read_text(encoding="utf-8")
+                names.update(re.findall(r"^def ([a-z]\w*)\(", text, re.MULTILINE))
         return names
 
     def is_known_name(self, name: str) -> bool:

@@ -148,11 +148,16 @@ def test_static_preflight_refusals_before_any_cluster_is_asked(run_playbook, tmp
         lock["releases"]["messaging-topology-operator-v1.20.1"] = {"sha256": "0" * 64, "url": "https://example.test/m"}
     lock_file = tmp_path / "releases.lock.yml"
     lock_file.write_text("---\n" + yaml.safe_dump(lock))
+    # Production deploys only promoted digests: a promoted file, so that its own check passes.
+    promoted = tmp_path / "promoted-images.yml"
+    promoted.write_text(f"---\nengine: sha256:{'1' * 64}\nuser_interface: sha256:{'2' * 64}\n")
+    promoted_args = ["-e", f"images_promoted_file={promoted}"] if inventory == "production" else []
     run = run_playbook(
         "site.yml",
         inventory,
         "-e",
         f"images_tag=0123456789ab jobstack_render_root={tmp_path / 'rendered'} jobstack_release_lock_file={lock_file}",
+        *promoted_args,
         *extra,
         env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
     )

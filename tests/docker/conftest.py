@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPResponse
@@ -118,3 +122,119 @@ def registry(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> I
     yield registry
     process.terminate()
     process.wait(timeout=10)
+
+
+# -- the images role against the registry (shared by the registry and promotion tests) ---------------
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+PLAYBOOK = """\
+- name: Images role against a test registry
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Check and publish the project-wide settings.
+      ansible.builtin.import_role:
+        name: jobstack.deploy._common
+        tasks_from: preflight
+    - name: Build, push and reference the images.
+      ansible.builtin.import_role:
+        name: jobstack.deploy.images
+  post_tasks:
+    - name: Write the facts the deploy roles would use.
+      ansible.builtin.copy:
+        dest: "{{ facts_file }}"
+        content: >-
+          {{ {'tag': images_tag, 'engine': images_engine_ref,
+              'user_interface': images_user_interface_ref} | to_json }}
+        mode: "0600"
+      check_mode: false
+"""
+
+
+def run_images_role(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook with the images role on the control node; HOME is private (docker login)."""
+    playbook = tmp_path / "images.yml"
+    playbook.write_text(PLAYBOOK)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, HOME=str(home), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    # The checkout is the collection jobstack.deploy (collections/ links back to it).
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / "collections")
+    env["ANSIBLE_LOCAL_TEMP"] = str(home / ".ansible/tmp")
+    variables: dict[str, object] = {
+        "facts_file": str(tmp_path / "facts.json"),
+        "ansible_python_interpreter": sys.executable,
+    }
+    variables.update(extra_vars)
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            json.dumps(variables),
+            str(playbook),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", output)
+    assert match, f"no play recap in:\n{output[-3000:]}"
+    return int(match.group(1))
+
+
+def remove_local_images(tag: str) -> None:
+    listing = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    images = [image for image in listing if image.endswith(f":{tag}")]
+    if images:
+        subprocess.run(["docker", "rmi", *images], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def tag() -> Iterator[str]:
+    """A tag of this session's own; its local images are removed afterwards."""
+    value = f"pushtest-{uuid.uuid4().hex[:8]}"
+    yield value
+    remove_local_images(value)
+
+
+def staging_vars(registry: Registry, python_base: str, tag: str) -> dict[str, object]:
+    return {
+        "jobstack_environment": "staging",
+        "jobstack_target": "kubernetes",
+        "jobstack_kube_context": "staging-test",
+        "images_registry": f"{registry.address}/jobstack",
+        "images_registry_username": registry.username,
+        "images_registry_password": registry.password,
+        "images_tag": tag,
+        "images_python_base": python_base,
+        "images_build_network": "host",
+        # docker manifest inspect speaks HTTPS unless told: the test registry is plain HTTP on loopback.
+        "images_registry_insecure": True,
+    }
+
+
+@pytest.fixture(scope="session")
+def first_push(
+    tmp_path_factory: pytest.TempPathFactory, registry: Registry, python_base: str, tag: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The images role run once for staging: builds and pushes both images."""
+    workdir = tmp_path_factory.mktemp("images-staging")
+    return workdir, run_images_role(workdir, staging_vars(registry, python_base, tag))
