@@ -16,4 +16,6 @@ if ! minikube status --profile jobstack >/dev/null 2>&1; then
     exit 0
   fi
 fi
+# The scenario deploys into its own namespace (vars.yml), so a `make deploy` dev stack stays.
+echo "molecule minikube: deploying into namespace jobstack-molecule of profile jobstack (the dev stack in namespace jobstack is left alone)"
 exec molecule test -s minikube

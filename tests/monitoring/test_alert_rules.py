@@ -13,8 +13,10 @@ from .queries import ROOT, RULES, alert_rules, promtool
 
 UNIT_TESTS = Path(__file__).with_name("alerts_test.yml")
 RUNBOOK = ROOT / "docs" / "operations.md"
-# The one base of every runbook_url (documented in roles/monitoring/README.md).
-RUNBOOK_BASE = "https://github.com/jobstack/jobstack/blob/main/docs/operations.md#"
+# The one base of every runbook_url (documented in roles/monitoring/README.md): the collection's
+# repository as galaxy.yml names it, so that the alerts link where the collection says it lives.
+REPOSITORY = yaml.safe_load((ROOT / "galaxy.yml").read_text())["repository"]
+RUNBOOK_BASE = f"{REPOSITORY}/blob/main/docs/operations.md#"
 
 
 def unit_test_groups() -> list[dict[str, Any]]:
@@ -78,6 +80,13 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook() -> N
         annotations = rule["annotations"]
         assert annotations["summary"].strip() and annotations["description"].strip(), rule["alert"]
         assert annotations["runbook_url"].startswith(RUNBOOK_BASE), rule["alert"]
+
+
+def test_the_collection_links_and_the_runbooks_share_one_base() -> None:
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+    assert REPOSITORY.startswith("https://"), REPOSITORY
+    for key in ("homepage", "documentation", "issues"):
+        assert galaxy[key].startswith(REPOSITORY), f"galaxy.yml {key} {galaxy[key]} is not under {REPOSITORY}"
 
 
 def github_anchor(heading: str) -> str:
