@@ -14,7 +14,7 @@ after another, never side by side.
 
 How each stack does it:
 - jobstack: bench.pipeline.run_pipeline, which starts the real engine and user_interface processes;
-  the user_interface submits (persistent, confirmed) and gets each result on its reply queue.
+  the user_interface submits (persistent, confirmed) and reads each result from the results stream.
 - celery: see bench/baselines/celery_stack.py (acks_late, confirm_publish, results via rpc://).
 - dramatiq: see bench/baselines/dramatiq_stack.py (no AMQP result backend exists: the actor
   publishes the result itself with a confirmed pika publish before Dramatiq acks).
@@ -53,7 +53,7 @@ from tools.rabbitmq_local import Broker
 
 # name -> (module run as `python -m <module> drive`, or None for jobstack itself; how it is measured)
 STACKS: dict[str, tuple[str | None, str]] = {
-    "jobstack": (None, "engine + user_interface processes (bench.pipeline.run_pipeline), result on its reply queue"),
+    "jobstack": (None, "engine + user_interface processes (bench.pipeline.run_pipeline), results from the stream"),
     "celery": (
         "bench.baselines.celery_stack",
         "acks_late, threads pool x8, confirm_publish, result via rpc:// (Celery's transient reply queue)",

@@ -19,9 +19,12 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
+from . import pika_writes
 from .config import ServiceSettings
 
 log = logging.getLogger("jobstack.amqp")
+
+pika_writes.install()
 
 
 class BrokerUnavailable(Exception):
@@ -208,10 +211,10 @@ class Session:
         """publish() and wait at most timeout seconds for the broker's answer (else TIMEOUT)."""
         future = self.publish(exchange, routing_key, body, properties)
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=timeout)
+            # On timeout the future is cancelled: a late answer finds it done and is dropped.
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError:
-            # The answer may still come; nobody waits for it any more, so silence its exception.
-            future.add_done_callback(_consume_exception)
             self.report_timeout()
             raise PublishFailed(PublishFailure.TIMEOUT, self.timeout_detail(timeout)) from None
 
@@ -340,11 +343,6 @@ class Session:
             self.connection.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout=5)
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _describe(error: Any) -> str:

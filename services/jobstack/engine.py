@@ -235,7 +235,9 @@ class Engine(BrokerService[EngineSettings]):
 
     async def _run_bounded(self, job: Job) -> tuple[ResultStatus, str | None]:
         try:
-            await asyncio.wait_for(self._run(job), timeout=self.settings.max_job_seconds + 5)
+            # asyncio.timeout, not wait_for: no extra task per job.
+            async with asyncio.timeout(self.settings.max_job_seconds + 5):
+                await self._run(job)
         except TimeoutError:
             return ResultStatus.FAILED, f"the job ran longer than {self.settings.max_job_seconds + 5} s"
         except asyncio.CancelledError:

@@ -325,7 +325,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             session = await self._session_before(deadline)
             future = session.publish(EXCHANGE, JOB_KEY, body, properties)
             try:
-                await asyncio.wait_for(asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001))
+                # Shielded: a late confirm still records the job as accepted (_late_answer).
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    await asyncio.shield(future)
             except TimeoutError:
                 # The broker may still take it; if it does, record it as accepted then.
                 future.add_done_callback(functools.partial(self._late_answer, job_id))
