@@ -25,6 +25,7 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 # The tools themselves, not Debian's /usr/sbin wrappers, which switch to the rabbitmq user.
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 RABBITMQ_QUEUES = "/usr/lib/rabbitmq/bin/rabbitmq-queues"
+RABBITMQ_STREAMS = "/usr/lib/rabbitmq/bin/rabbitmq-streams"
 
 
 def free_port() -> int:

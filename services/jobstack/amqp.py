@@ -35,6 +35,13 @@ class TopologyConflict(Exception):
     """The broker refused a declaration (an existing object has other flags); retrying cannot help."""
 
 
+# Refusals with a conflict's reply code that pass by themselves, so they are retried like a lost
+# connection instead of stopping the service: a stream consumer attached to a node whose member of
+# the stream is not running (just declared, the node restarting, or no replica there until one is
+# added).
+PASSING_REFUSALS = ("does not have a replica on the local node",)
+
+
 class PublishFailure(enum.StrEnum):
     """Every way a confirmed publish can fail; the values are the `reason` label of publish_failures_total."""
 
@@ -313,7 +320,7 @@ class Session:
     # -- closing -------------------------------------------------------------------------------
     def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
         code = getattr(reason, "reply_code", 0)
-        if code in (405, 406):
+        if code in (405, 406) and not any(text in str(reason) for text in PASSING_REFUSALS):
             self._fail(TopologyConflict(_describe(reason)))
         else:
             self._fail(BrokerUnavailable(_describe(reason)))
