@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import BIN, INVENTORIES, REPO_ROOT, ansible_playbook
+from conftest import BIN, REPO_ROOT, ansible_playbook
 from test_structure import MAX_HOPS, module_calls
 
 OPERATIONS_PLAYBOOKS = [REPO_ROOT / "playbooks" / "drift.yml", REPO_ROOT / "playbooks" / "drill.yml"]
@@ -41,18 +41,6 @@ def test_every_module_call_of_the_operations_playbooks_is_at_most_four_hops_away
     assert not too_deep, too_deep
 
 
-@pytest.mark.parametrize("inventory", INVENTORIES)
-def test_the_operations_playbooks_pass_the_syntax_check(ansible_env, vault_password_file, inventory):
-    run = ansible_playbook(
-        ansible_env,
-        "--syntax-check",
-        "-i",
-        f"inventories/{inventory}",
-        "--vault-password-file",
-        str(vault_password_file),
-        *map(str, OPERATIONS_PLAYBOOKS),
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
 
 
 # The drill's refusals, each stopped in its preflight (--tags drill_preflight) before anything is contacted.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INVENTORIES, REPO_ROOT, ansible_playbook, validate
+from conftest import REPO_ROOT, ansible_playbook, validate
 from test_structure import MAX_HOPS, module_calls
 
 ROLLOUT = "Rollout - broker, apps and smoke test, one cluster at a time"
@@ -69,21 +69,6 @@ def test_the_drain_and_promote_playbooks_reach_every_module_within_four_steps(pl
     assert not too_deep, too_deep
 
 
-@pytest.mark.parametrize("inventory", [*INVENTORIES, "rehearsal"])
-def test_the_drain_and_promote_playbooks_parse_for_every_inventory(ansible_env, vault_password_file, inventory):
-    result = ansible_playbook(
-        ansible_env,
-        "--syntax-check",
-        "-i",
-        f"inventories/{inventory}",
-        "--vault-password-file",
-        str(vault_password_file),
-        "playbooks/drain.yml",
-        "playbooks/promote.yml",
-        "-e",
-        "drain_from=none",
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_rehearsal_renders_two_regions_with_their_own_names(run_playbook, tmp_path):
