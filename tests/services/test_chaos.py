@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -74,7 +75,7 @@ def publish_invalid_jobs(url: str) -> None:
 
 
 def test_every_accepted_job_ends_once_through_kills_restarts_pauses_and_cuts(
-    own_broker: Broker, services: Callable[..., Service]
+    own_broker: Broker, services: Callable[..., Service], tmp_path: Path
 ) -> None:
     url = own_broker.url()
     proxy = FaultyProxy(own_broker.amqp_port)
@@ -118,7 +119,13 @@ def test_every_accepted_job_ends_once_through_kills_restarts_pauses_and_cuts(
                 states[job_id] = (final(ui_a, job_id), final(ui_b, job_id))
         return all(None not in state for state in states.values())
 
-    wait_for(all_final, timeout=180, interval=1, message="every accepted job to be final on both UIs")
+    try:
+        wait_for(all_final, timeout=180, interval=1, message="every accepted job to be final on both UIs")
+    except AssertionError as timed_out:
+        # Name the jobs that are not final, with what each UI answers, and where their logs are.
+        open_jobs = {job_id: state for job_id, state in states.items() if None in state}
+        answers = {job_id: (ui_a.get(f"/jobs/{job_id}"), ui_b.get(f"/jobs/{job_id}")) for job_id in list(open_jobs)[:5]}
+        raise AssertionError(f"{timed_out}: {len(open_jobs)} not final, e.g. {answers}; logs in {tmp_path}") from None
     outcomes = collections.Counter(state for state, _ in states.values())
     admin = Admin(own_broker, "/")
     dead = admin.wait_queue("jobstack.jobs.dead", lambda q: q["messages"] >= len(INVALID_JOBS))

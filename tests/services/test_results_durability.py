@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Callable
 from typing import Any
+
+import pika
+from jobstack.protocol import EXCHANGE, RESULT_KEY, STATUS_HEADER, ResultStatus, result_body, utc_now
 
 from tools.rabbitmq_local import Broker
 
@@ -97,3 +101,26 @@ def test_the_results_stream_is_declared_bare_and_takes_its_retention_from_a_poli
     assert stream["arguments"] == {"x-queue-type": "stream"} and stream["durable"] is True
     bindings = admin.api("GET", f"/api/exchanges/{admin.vhost}/job-exchange/bindings/source")
     assert {b["routing_key"] for b in bindings if b["destination"] == "jobstack.results"} == {"result"}
+
+
+def test_a_result_whose_accepted_record_was_lost_is_answered_by_every_replica(
+    amqp_url: str, services: Callable[..., Service], channel: Any
+) -> None:
+    # The submitting replica lost its connection after the job's confirm and before its batched
+    # accepted record went out (seen in the chaos test): the other replicas read the job's result
+    # without ever reading the job. The result alone must be the answer, not a 404.
+    ui = services("user_interface", amqp_url)
+    job_id = str(uuid.uuid4())
+    body = result_body(job_id, ResultStatus.SUCCEEDED, "engine-elsewhere", utc_now())
+    properties = pika.BasicProperties(
+        correlation_id=job_id, headers={STATUS_HEADER: "succeeded"}, delivery_mode=2, content_type="application/json"
+    )
+    channel.confirm_delivery()
+    channel.basic_publish(EXCHANGE, RESULT_KEY, body, properties, mandatory=True)
+
+    def answered() -> dict[str, Any] | None:
+        status, answer = ui.get(f"/jobs/{job_id}")
+        return answer if status == 200 else None
+
+    answer = wait_for(answered, timeout=30, message="the replica to answer with the result it read")
+    assert (answer["status"], answer["result"]["engine"]) == ("succeeded", "engine-elsewhere"), answer
