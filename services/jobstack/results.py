@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 # Results read before their job record (possible when the two land on different stream
-# writers, for jobs submitted before the window a fresh replica reads, or when the submitting
-# replica lost its connection before its accepted record went out) wait here for that record,
-# bounded. lookup() answers with them meanwhile: a result is the job's answer, record or not.
+# writers, or for jobs submitted before the window a fresh replica reads) wait here, bounded.
 EARLY_RESULTS_KEPT = 4096
 # Job and result bodies read from the stream are not parsed beyond this size.
 MAX_RECORD_BYTES = 65536
@@ -93,7 +91,7 @@ class JobView:
     def lookup(self, job_id: str) -> Finished | str | None:
         """The job's Finished record, "pending", or None when the view does not know it."""
         self.expire(time.monotonic())
-        finished = self.finished.get(job_id) or (self._early.get(job_id) if self._early else None)
+        finished = self.finished.get(job_id)
         if finished is not None:
             return finished
         return "pending" if job_id in self.pending else None

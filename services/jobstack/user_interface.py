@@ -146,6 +146,11 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         self._background: set[asyncio.Task[Any]] = set()
         # Job ids confirmed in this loop turn, written as one "accepted" record when the turn ends.
         self._accepted_batch: list[str] = []
+        # Accepted jobs whose record the broker did not confirm (the connection dropped between the
+        # job's confirm and its record): written again on the next connection, so that the other
+        # replicas learn about them. Without it they would ignore the job's result (a job they do
+        # not know) and answer 404 for a job this replica accepted.
+        self._unrecorded: dict[str, None] = {}
         self._record_ids = itertools.count(1)
         self._submitted = Counter("jobstack_ui_jobs_submitted", "Jobs confirmed by the broker")
         self._completed = Counter(
@@ -204,6 +209,9 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         # Reading our own marker back means every record written before it has been read.
         marker = BasicProperties(type=MARKER_TYPE, message_id=self._marker, delivery_mode=2)
         await session.publish_confirmed("", settings.results_stream, b"", marker, settings.submit_timeout)
+        unrecorded, self._unrecorded = list(self._unrecorded), {}
+        for start in range(0, len(unrecorded), ACCEPTED_PER_RECORD):
+            self._write_accepted(session, unrecorded[start : start + ACCEPTED_PER_RECORD])
 
     def _results_consumer_cancelled(self, session: Session) -> None:
         # The stream was deleted (its offsets start again from 0) or lost its leader: read it
@@ -382,8 +390,8 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
         under load this costs one stream write per batch rather than one per job. submit() lets
         the record go out before it returns, but 202 does not wait for its confirm: waiting
         halves the throughput of a window of in-flight jobs (docs/performance.md). The job itself
-        is already safe in the jobs queue; if the record is lost, the other replicas learn about
-        the job from its result.
+        is already safe in the jobs queue; a record the broker did not confirm is written again on
+        the next connection (_unrecorded).
         """
         if not self._accepted_batch or len(self._accepted_batch) >= ACCEPTED_PER_RECORD:
             self._accepted_batch = []
@@ -399,12 +407,18 @@ class UserInterface(BrokerService[UserInterfaceSettings]):
             delivery_mode=2,
         )
         published = session.publish("", self.settings.results_stream, "\n".join(batch).encode(), record)
-        published.add_done_callback(functools.partial(self._accepted_written, len(batch)))
+        published.add_done_callback(functools.partial(self._accepted_written, batch))
 
-    def _accepted_written(self, jobs: int, published: asyncio.Future[None]) -> None:
+    def _accepted_written(self, batch: list[str], published: asyncio.Future[None]) -> None:
         error = None if published.cancelled() else published.exception()
         if isinstance(error, PublishFailed):  # counted by the session
-            log.warning("accepted jobs not recorded in the results stream", extra={"jobs": jobs, "error": str(error)})
+            log.warning(
+                "accepted jobs not recorded in the results stream; recording them again on the next connection",
+                extra={"jobs": len(batch), "error": str(error)},
+            )
+            self._unrecorded.update(dict.fromkeys(batch))
+            while len(self._unrecorded) > 2 * self.settings.max_pending:
+                del self._unrecorded[next(iter(self._unrecorded))]  # bounded like the jobs it names
 
     async def _session_before(self, deadline: float) -> Session:
         """The open session, waiting for a reconnect until deadline; never spins on a closed one."""

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pika
-from jobstack.protocol import EXCHANGE, RESULT_KEY, STATUS_HEADER, ResultStatus, result_body, utc_now
+import pytest
+from jobstack.amqp import Session
+from jobstack.config import load_settings
+from jobstack.user_interface import UserInterface, UserInterfaceSettings
 
-from tools.rabbitmq_local import Broker
+from tools.rabbitmq_local import Broker, free_port
 
 from .broker_admin import Admin
-from .processes import Service, wait_for
+from .processes import ROOT, Service, wait_for
 from .test_pipeline import result_of, submit
 
 
@@ -103,24 +105,49 @@ def test_the_results_stream_is_declared_bare_and_takes_its_retention_from_a_poli
     assert {b["routing_key"] for b in bindings if b["destination"] == "jobstack.results"} == {"result"}
 
 
-def test_a_result_whose_accepted_record_was_lost_is_answered_by_every_replica(
-    amqp_url: str, services: Callable[..., Service], channel: Any
+def test_an_accepted_record_lost_with_the_connection_is_written_again(
+    amqp_url: str, services: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The submitting replica lost its connection after the job's confirm and before its batched
-    # accepted record went out (seen in the chaos test): the other replicas read the job's result
-    # without ever reading the job. The result alone must be the answer, not a 404.
-    ui = services("user_interface", amqp_url)
-    job_id = str(uuid.uuid4())
-    body = result_body(job_id, ResultStatus.SUCCEEDED, "engine-elsewhere", utc_now())
-    properties = pika.BasicProperties(
-        correlation_id=job_id, headers={STATUS_HEADER: "succeeded"}, delivery_mode=2, content_type="application/json"
-    )
-    channel.confirm_delivery()
-    channel.basic_publish(EXCHANGE, RESULT_KEY, body, properties, mandatory=True)
+    # The chaos test's case, made deterministic: the submitting replica's connection drops after the
+    # job's confirm and before its batched accepted record goes out. The other replicas must still
+    # learn about the job (pending, then its result), not ignore it as a job nobody submitted.
+    other = services("user_interface", amqp_url, instance_id="ui-other")
+    monkeypatch.setenv("AMQP_URL", amqp_url)
+    monkeypatch.setenv("USER_INTERFACE_HTTP_PORT", str(free_port()))
+    monkeypatch.setenv("USER_INTERFACE_INSTANCE_ID", "ui-submitter")
+    config = ROOT / "services" / "user_interface" / "config.ini"
+    settings = load_settings(UserInterfaceSettings, config, "user-interface", "USER_INTERFACE")
 
-    def answered() -> dict[str, Any] | None:
-        status, answer = ui.get(f"/jobs/{job_id}")
-        return answer if status == 200 else None
+    async def submit_across_a_drop() -> str:
+        ui = UserInterface(settings)
+        running = asyncio.ensure_future(ui.run())
+        while not ui.ready:
+            assert not running.done(), running
+            await asyncio.sleep(0.05)
+        write = ui._write_accepted
 
-    answer = wait_for(answered, timeout=30, message="the replica to answer with the result it read")
-    assert (answer["status"], answer["result"]["engine"]) == ("succeeded", "engine-elsewhere"), answer
+        def drop_then_write(session: Session, batch: list[str]) -> None:
+            session.abort("the connection drops between the job's confirm and its record")
+            write(session, batch)
+
+        ui._write_accepted = drop_then_write  # type: ignore[method-assign]
+        try:
+            job_id = await ui.submit({"type": "integer", "value": 0})
+        finally:
+            ui._write_accepted = write  # type: ignore[method-assign]
+        try:
+            # The submitter reconnects and writes the record again; the other replica reads it.
+            for _ in range(300):
+                status, body = await asyncio.to_thread(other.get, f"/jobs/{job_id}")
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (status, body.get("status")) == (200, "pending"), (status, body)
+        finally:
+            await ui.shutdown()
+            await running
+        return job_id
+
+    job_id = asyncio.run(submit_across_a_drop())
+    services("engine", amqp_url)
+    assert result_of(other, job_id, timeout=30)["status"] == "succeeded"
