@@ -254,9 +254,11 @@ class Session:
             tags = [method.delivery_tag]
         for tag in tags:
             future, message_id = self._confirms.pop(tag, (None, ""))
+            # Popped whatever happens next: a publish whose waiter gave up (timed out, cancelled)
+            # must not leave its basic.return behind.
+            returned = self._returned.pop(message_id, None) if self._returned else None
             if future is None or future.done():
                 continue
-            returned = self._returned.pop(message_id, None) if self._returned else None
             if returned is not None:
                 self._failed(future, PublishFailure.UNROUTABLE, returned)
             elif not acked:
